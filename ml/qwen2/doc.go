@@ -1,0 +1,34 @@
+// Package qwen2 is the Qwen2-family decoder (Qwen2.5, Qwen2.5-Coder, and
+// Llama, which is the same network without q/k/v biases) written on GoMLX,
+// with a frozen base that may be stored as bf16, int8 or NF4, LoRA adapters
+// on any of the seven projections, a memory-frugal training loss and
+// KV-cached generation.
+//
+// What it owns:
+//   - the network (Model.Hidden, Model.Logits, Model.Loss): embedding,
+//     RMSNorm (f32 inside), rotary embeddings, grouped-query attention with
+//     per-document causal masks for packed sequences, SwiGLU MLP, tied or
+//     untied LM head;
+//   - the frozen base weights as non-trainable variables of a
+//     model.Store, dequantised inside the compiled graph just before each
+//     matmul (the formats and the graph functions are ml/quant's);
+//   - LoRA: PEFT's initialisation and scaling, import and export in PEFT's
+//     adapter format, and merging into the base (file formats are
+//     ml/safetensors' and ml/checkpoint's);
+//   - generation with a KV cache (greedy and sampled).
+//
+// What it does not own: reading and writing checkpoints and the HF config
+// (ml/checkpoint), safetensors (ml/safetensors), hub downloads (ml/hub),
+// quantisation formats (ml/quant) and the training loop (ml/train).
+//
+// Attention paths. On XLA with CUDA, attention goes through GoMLX's fused
+// cuDNN flash attention (attention.Core). That kernel takes a causal flag,
+// per-row sequence lengths or an additive bias of shape [B,H,S,S], but not
+// a boolean mask; packed batches (segment ids) therefore pass the
+// block-diagonal document mask as an additive bf16 bias (0 or -30000) next
+// to the causal flag. That costs one [B,H,S,S] bf16 buffer per step (415 MB
+// at B=1, H=16, S=3600) and a transient bias gradient of the same size per
+// layer in the backward pass. Batches without segment ids use the pure
+// causal kernel. On other backends (the pure-Go CPU backend) attention is
+// computed explicitly with a boolean mask and an f32 softmax.
+package qwen2
