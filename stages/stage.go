@@ -38,6 +38,10 @@ type Definition struct {
 	// Outputs are the artifacts the stage writes. Other stages refer to
 	// them as stage.<kind>.<label>.<output name>.
 	Outputs []OutputSpec
+	// OutputsOf, when set, gives the outputs of a stage from its decoded
+	// parameters instead of Outputs, for kinds whose outputs the user
+	// declares (such as the command stage). cfg is as for New.
+	OutputsOf func(cfg cty.Value) []OutputSpec
 	// New builds a stage from its decoded parameters. cfg is an object
 	// value conforming to Spec. Returned diagnostics should carry ranges
 	// (the engine passes the block's range in Env for runtime errors).
@@ -79,6 +83,15 @@ type Stage interface {
 	Run(ctx context.Context, env *Env) error
 }
 
+// Keyer is implemented by stages whose result depends on more than their
+// parameters and input files: an external program's content, declared
+// environment variables. The engine calls KeyParts before every run and
+// hashes the returned name/value pairs into the action key (and into the
+// per-item keys of a Mapper).
+type Keyer interface {
+	KeyParts(ctx context.Context, env *Env) (map[string]string, error)
+}
+
 // Input is one resolved input attribute: the paths it names (globs
 // expanded, sorted) as the engine saw them.
 type Input struct {
@@ -97,6 +110,9 @@ type Env struct {
 	// OutputPath(name) and moved into the cache by the engine when Run
 	// returns without error. A failed or cancelled run leaves nothing.
 	OutDir string
+	// WorkDir is the project folder (where pipeline.hcl is); relative
+	// paths in parameters are relative to it. Input paths are absolute.
+	WorkDir string
 	// TempDir is a private scratch folder removed after the run.
 	TempDir string
 	// Parallelism is how many goroutines the stage may keep busy.
