@@ -126,6 +126,11 @@ func inspectNested(addInner func(*ast.BlockStmt, string), addList func([]ast.Stm
 			}
 			return false
 		case *ast.BlockStmt:
+			if isClauseList(n.List) {
+				// A switch or select body: its case clauses are not
+				// statements on their own; their bodies are taken below.
+				return true
+			}
 			addInner(n, boundaryBlock)
 			addList(n.List)
 		case *ast.CaseClause:
@@ -176,3 +181,16 @@ func innerBlock(src string, lbrace, rbrace int) (int, int) {
 }
 
 func isBlank(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
+// isClauseList reports whether list is the case or communication clauses
+// of a switch or select statement.
+func isClauseList(list []ast.Stmt) bool {
+	if len(list) == 0 {
+		return false
+	}
+	switch list[0].(type) {
+	case *ast.CaseClause, *ast.CommClause:
+		return true
+	}
+	return false
+}

@@ -164,9 +164,6 @@ type Stage struct {
 	sample sampleOptions
 	limits contentLimits
 
-	// loadTokenizer returns the tokenizer; tests may replace it.
-	loadTokenizer func(env *stages.Env) (tokenCounter, error)
-
 	tokOnce sync.Once
 	tok     tokenCounter
 	tokErr  error
@@ -238,23 +235,21 @@ func newStage(v cty.Value) (stages.Stage, hcl.Diagnostics) {
 			syntaxFrac: c.SyntaxFrac, seed: c.Seed,
 			render: renderOptions{chat: c.Format == "chat", repoContext: c.RepoContext},
 		},
-		limits:        contentLimits{maxLineLength: c.MaxLineLength, maxMeanLineLength: c.MaxMeanLineLength},
-		loadTokenizer: defaultTokenizer,
+		limits: contentLimits{maxLineLength: c.MaxLineLength, maxMeanLineLength: c.MaxMeanLineLength},
 	}
 	return s, nil
 }
 
-// defaultTokenizer loads the `tokenizer` input folder, or the default
-// Qwen2.5 tokenizer.
-func defaultTokenizer(env *stages.Env) (tokenCounter, error) {
-	if p := env.Paths("tokenizer"); len(p) > 0 {
-		return tokenizer.Load(p[0])
-	}
-	return tokenizer.Default()
-}
-
+// tokenizer loads, once, the `tokenizer` input folder or else the
+// default Qwen2.5 tokenizer.
 func (s *Stage) tokenizer(env *stages.Env) (tokenCounter, error) {
-	s.tokOnce.Do(func() { s.tok, s.tokErr = s.loadTokenizer(env) })
+	s.tokOnce.Do(func() {
+		if p := env.Paths("tokenizer"); len(p) > 0 {
+			s.tok, s.tokErr = tokenizer.Load(p[0])
+		} else {
+			s.tok, s.tokErr = tokenizer.Default()
+		}
+	})
 	return s.tok, s.tokErr
 }
 
