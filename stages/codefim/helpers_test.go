@@ -11,8 +11,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/hashicorp/hcl/v2/hcldec"
+	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/pipeml/pipe/artifacts"
 	"github.com/pipeml/pipe/stages"
 	"github.com/pipeml/pipe/tokenizer"
