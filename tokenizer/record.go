@@ -42,7 +42,7 @@ func (t *Tokenizer) EncodeRecord(rec *artifacts.Record, trainOnAll bool) (ids []
 		if rec.Prompt != "" || rec.Completion != "" {
 			return nil, nil, errors.New("record has both messages and prompt/completion")
 		}
-		return t.encodeChat(rec, trainOnAll)
+		return t.encodeChat(rec.Messages, rec.Tools, false, trainOnAll)
 	case rec.Completion != "":
 		return t.encodePromptCompletion(rec, trainOnAll)
 	case rec.Prompt != "":
@@ -52,7 +52,8 @@ func (t *Tokenizer) EncodeRecord(rec *artifacts.Record, trainOnAll bool) (ids []
 	}
 }
 
-func (t *Tokenizer) encodeChat(rec *artifacts.Record, trainOnAll bool) ([]int32, []bool, error) {
+// encodeChat renders and encodes a conversation and computes its mask.
+func (t *Tokenizer) encodeChat(msgs []artifacts.Message, tools []artifacts.Tool, addGenerationPrompt, trainOnAll bool) ([]int32, []bool, error) {
 	if !t.qwenTemplate {
 		where := t.configPath
 		if where == "" {
@@ -61,7 +62,7 @@ func (t *Tokenizer) encodeChat(rec *artifacts.Record, trainOnAll bool) ([]int32,
 		return nil, nil, fmt.Errorf("%s: the chat template is not the Qwen2.5 template that package tokenizer renders", where)
 	}
 	var r chatRenderer
-	if err := r.render(rec.Messages, rec.Tools, false); err != nil {
+	if err := r.render(msgs, tools, addGenerationPrompt); err != nil {
 		return nil, nil, err
 	}
 	ids, offs := t.encode(r.b.String(), !trainOnAll)
