@@ -17,13 +17,14 @@ import (
 // still serve the similarity estimate that verifies candidates.
 type Params struct {
 	// NGram is the shingle size in words.
-	NGram int
+	NGram int `json:"ngram"`
 	// Perms is the number of hash permutations (signature length).
-	Perms int
-	// Bands and Rows shape the LSH index.
-	Bands, Rows int
+	Perms int `json:"perms"`
+	// Bands and Rows shape the LSH index: Bands bands of Rows values.
+	Bands int `json:"bands"`
+	Rows  int `json:"rows"`
 	// Seed picks the permutations.
-	Seed uint64
+	Seed uint64 `json:"seed"`
 }
 
 // BigCode is the near-deduplication setting of BigCode's The Stack and
