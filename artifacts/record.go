@@ -32,6 +32,12 @@ type Message struct {
 	// ToolCallID links a tool result to its call (optional; the Qwen
 	// template does not render it).
 	ToolCallID string `json:"tool_call_id,omitempty"`
+	// Weight, when set, scales the message's contribution to the loss;
+	// 0 excludes an assistant message that is only context (an earlier
+	// turn placed before the one an example teaches), as Axolotl's
+	// per-message "weight" does. Nil means the role's default (assistant
+	// trained, others not).
+	Weight *float64 `json:"weight,omitempty"`
 }
 
 // ToolCall is an assistant's call of a tool, in the OpenAI/HF form.
