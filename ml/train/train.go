@@ -183,6 +183,7 @@ func Train(ctx context.Context, opts Options) (*Report, error) {
 	// Resume.
 	ckDir := filepath.Join(opts.RunDir, CheckpointsDir)
 	p := progress{Fingerprint: opts.Fingerprint}
+	removeStale(ckDir)
 	cps, err := listCheckpoints(ckDir)
 	if err != nil {
 		return nil, err
@@ -464,4 +465,13 @@ func (p *progress) observeEval(loss, threshold float64, patience int) (best bool
 		p.Stopped = true
 	}
 	return best
+}
+
+// removeStale deletes the temporary folders of checkpoints that a killed
+// run left half-written.
+func removeStale(dir string) {
+	ms, _ := filepath.Glob(filepath.Join(dir, ".tmp-checkpoint-*"))
+	for _, m := range ms {
+		os.RemoveAll(m)
+	}
 }
