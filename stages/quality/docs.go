@@ -34,8 +34,10 @@ reason is written to ` + "`meta.reject_reason`" + ` in the ` + "`rejected`" + ` 
    tool signatures and meta ignored) equal to an earlier kept record's.
 7. ` + "`near_duplicate`" + `: MinHash LSH over word 5-gram shingles, BigCode's setting
    (256 permutations, 25 bands of 10 rows: 250 of the 256 values make the
-   bands, all 256 estimate similarity). Pairs sharing a band are verified
-   with the signature's Jaccard estimate (near_dup_threshold). Verified
+   bands, all 256 estimate similarity). A pair of Jaccard similarity s
+   shares a band with probability 1-(1-s^10)^25: 0.51 at 0.7, 0.94 at 0.8,
+   0.024 at 0.5. Pairs sharing a band are verified with the signature's
+   Jaccard estimate (near_dup_threshold). Verified
    pairs are joined into clusters; the representative is the member first
    in input order, and in drop mode the other members are rejected (when
    near_dup_within_group is false, members of the representative's own
