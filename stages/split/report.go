@@ -48,10 +48,10 @@ type report struct {
 	// Units are sets of groups that share a side; a unit has several
 	// groups when near-duplicates (NearDupPairs found here, ClusterTies
 	// from meta.near_dup_cluster) tie them.
-	Units        int `json:"units"`
-	MergedUnits  int `json:"merged_units"`
-	NearDupPairs int `json:"near_dup_pairs"`
-	ClusterTies  int `json:"cluster_ties"`
+	Units        int     `json:"units"`
+	MergedUnits  int     `json:"merged_units"`
+	NearDupPairs int     `json:"near_dup_pairs"`
+	ClusterTies  int     `json:"cluster_ties"`
 	EvalFrac     float64 `json:"eval_frac"`
 	// Threshold is where eval ends in the hash range, as a fraction:
 	// eval_frac unless a bound applied (Bound names it).

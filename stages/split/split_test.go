@@ -132,7 +132,7 @@ func TestGolden(t *testing.T) {
 	)
 	b := write(t, filepath.Join(dir, "more", "fim.jsonl"),
 		rec("fim:demo", "demo/a.go", "question of session two", "answer three"), // duplicate of s2's
-		rec("fim:demo", "demo/b.go", "why does it fail now", story+" again"),     // near-duplicate of s3's
+		rec("fim:demo", "demo/b.go", "why does it fail now", story+" again"),    // near-duplicate of s3's
 		rec("fim:demo", "", "no group here", "a content-hash group"),
 		rec("fim:demo", "demo/c.go", "plain", "text"),
 	)
