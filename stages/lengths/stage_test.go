@@ -17,8 +17,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/hashicorp/hcl/v2/hcldec"
+	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/pipeml/pipe/artifacts"
 	"github.com/pipeml/pipe/stages"
 	"github.com/pipeml/pipe/tokenizer"
