@@ -81,10 +81,9 @@ var languages = map[string]string{
 
 // fileNameLanguages maps whole file names that carry no telling extension.
 var fileNameLanguages = map[string]string{
-	"Makefile":     "make",
-	"GNUmakefile":  "make",
-	"Dockerfile":   "dockerfile",
-	"Taskfile.yml": "yaml",
+	"Makefile":    "make",
+	"GNUmakefile": "make",
+	"Dockerfile":  "dockerfile",
 }
 
 // defaultLanguages are the languages extracted unless the `languages`

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/hashicorp/hcl/v2"
@@ -25,7 +26,7 @@ import (
 var Definition = &stages.Definition{
 	Name:    "code_fim",
 	Version: "1",
-	Doc:     doc,
+	Doc:     doc + languageDoc(),
 	Spec:    spec,
 	Inputs: []stages.InputSpec{
 		{Name: "repos", Doc: "Repository folders to extract from.", Required: true, List: true},
@@ -108,6 +109,38 @@ Parameters:
 The tokenizer is the ` + "`tokenizer`" + ` input folder when set, else the
 Qwen2.5 tokenizer that tokenizer.Default finds.
 `
+
+// languageDoc lists the languages and the file names that select them,
+// for the end of the documentation.
+func languageDoc() string {
+	exts := map[string][]string{}
+	for ext, l := range languages {
+		exts[l] = append(exts[l], "*"+ext)
+	}
+	for name, l := range fileNameLanguages {
+		exts[l] = append(exts[l], name)
+	}
+	names := make([]string, 0, len(exts))
+	for l := range exts {
+		names = append(names, l)
+	}
+	sort.Strings(names)
+	def := map[string]bool{}
+	for _, l := range defaultLanguages {
+		def[l] = true
+	}
+	var b strings.Builder
+	b.WriteString("\nLanguages and the file names that select them (\"(default)\" marks the default set):\n\n")
+	for _, l := range names {
+		sort.Strings(exts[l])
+		mark := ""
+		if def[l] {
+			mark = " (default)"
+		}
+		fmt.Fprintf(&b, "- %s%s: %s\n", l, mark, strings.Join(exts[l], ", "))
+	}
+	return b.String()
+}
 
 func stringList(xs []string) cty.Value {
 	vals := make([]cty.Value, len(xs))
@@ -216,7 +249,7 @@ func newStage(v cty.Value) (stages.Stage, hcl.Diagnostics) {
 	langs := map[string]bool{}
 	for _, l := range c.Languages {
 		if !known[l] {
-			bad("Unknown language", fmt.Sprintf("%q is not a language code_fim knows; known ones are the values in its documentation and in `pipe stages doc code_fim`.", l))
+			bad("Unknown language", fmt.Sprintf("%q is not a language code_fim knows; the known names are listed at the end of its documentation.", l))
 		}
 		langs[l] = true
 	}

@@ -612,3 +612,19 @@ func leftPad(s string, n int) string {
 	}
 	return s
 }
+
+func TestDocCoversParameters(t *testing.T) {
+	if first, _, _ := strings.Cut(Definition.Doc, "\n"); first == "" || strings.HasPrefix(first, " ") {
+		t.Errorf("Doc's first line %q is not a title", first)
+	}
+	for name := range Definition.Spec {
+		if !strings.Contains(Definition.Doc, "`"+name+"`") {
+			t.Errorf("parameter %s is not documented", name)
+		}
+	}
+	for _, l := range defaultLanguages {
+		if !strings.Contains(Definition.Doc, "- "+l+" (default): ") {
+			t.Errorf("default language %s is not listed in the documentation", l)
+		}
+	}
+}

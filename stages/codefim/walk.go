@@ -2,6 +2,7 @@ package codefim
 
 import (
 	"context"
+	"errors"
 	"io/fs"
 	"os"
 	"path"
@@ -110,7 +111,7 @@ func walkDir(ctx context.Context, root, rel string, stack ignoreStack, opt walkO
 		}
 		info, err := e.Info()
 		if err != nil {
-			if errorsIsNotExist(err) {
+			if errors.Is(err, fs.ErrNotExist) {
 				continue // removed while we walked
 			}
 			return err
@@ -128,8 +129,6 @@ func walkDir(ctx context.Context, root, rel string, stack ignoreStack, opt walkO
 	}
 	return nil
 }
-
-func errorsIsNotExist(err error) bool { return os.IsNotExist(err) || err == fs.ErrNotExist }
 
 // repoName is the name a repository goes by in keys, meta and the
 // <|repo_name|> context: the base name of its folder.

@@ -415,3 +415,14 @@ func golden(t *testing.T, name string, got []byte) {
 		t.Errorf("%s differs from the golden file:\n%s", path, cmp.Diff(string(want), string(got)))
 	}
 }
+
+func TestDocCoversParameters(t *testing.T) {
+	if first, _, _ := strings.Cut(Definition.Doc, "\n"); first == "" {
+		t.Errorf("Doc has no title line")
+	}
+	for name := range Definition.Spec {
+		if !strings.Contains(Definition.Doc, "`"+name+"`") {
+			t.Errorf("parameter %s is not documented", name)
+		}
+	}
+}
