@@ -7,8 +7,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"testing"
 
 	"github.com/pipeml/pipe/artifacts"
@@ -97,34 +95,21 @@ func BenchmarkEncode(b *testing.B) {
 	b.ReportMetric(float64(tokens), "tokens")
 }
 
-// BenchmarkEncodeParallel encodes the corpus with one goroutine per CPU
-// taking documents from a shared counter, the counterpart of tokenizers'
-// Tokenizer.encode_batch.
+// BenchmarkEncodeParallel encodes the corpus with EncodeBatch (one
+// goroutine per CPU), the counterpart of tokenizers' encode_batch.
 func BenchmarkEncodeParallel(b *testing.B) {
 	tk := loadDefault(b)
 	docs := benchCorpus(b)
 	b.SetBytes(int64(corpusSize(docs)))
-	var tokens atomic.Int64
-	n := 0
+	tokens, n := 0, 0
 	for b.Loop() {
 		n++
-		tokens.Store(0)
-		var next atomic.Int64
-		var wg sync.WaitGroup
-		for range runtime.GOMAXPROCS(0) {
-			wg.Go(func() {
-				for {
-					i := int(next.Add(1)) - 1
-					if i >= len(docs) {
-						return
-					}
-					tokens.Add(int64(len(tk.Encode(docs[i]))))
-				}
-			})
+		tokens = 0
+		for _, ids := range tk.EncodeBatch(docs) {
+			tokens += len(ids)
 		}
-		wg.Wait()
 	}
-	b.ReportMetric(float64(tokens.Load())*float64(n)/b.Elapsed().Seconds(), "tokens/s")
+	b.ReportMetric(float64(tokens)*float64(n)/b.Elapsed().Seconds(), "tokens/s")
 }
 
 // BenchmarkEncodeRecord renders and encodes chat records with masks, one

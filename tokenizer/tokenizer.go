@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/daulet/tokenizers"
@@ -291,6 +292,28 @@ func (t *Tokenizer) ChatTemplate() string { return t.template }
 func (t *Tokenizer) Encode(text string) []int32 {
 	ids, _ := t.encode(text, false)
 	return ids
+}
+
+// EncodeBatch returns Encode(texts[i]) for every i, encoding on up to
+// GOMAXPROCS goroutines at once. The result does not depend on the
+// parallelism.
+func (t *Tokenizer) EncodeBatch(texts []string) [][]int32 {
+	out := make([][]int32, len(texts))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(texts)) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(texts) {
+					return
+				}
+				out[i] = t.Encode(texts[i])
+			}
+		})
+	}
+	wg.Wait()
+	return out
 }
 
 // Count returns len(t.Encode(text)).

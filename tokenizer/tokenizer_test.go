@@ -223,6 +223,11 @@ func TestConcurrentUse(t *testing.T) {
 	}
 	wg.Wait()
 	close(errs)
+	for i, ids := range tk.EncodeBatch(texts) {
+		if !slices.Equal(ids, want[i]) {
+			t.Errorf("EncodeBatch[%d] = %v, want %v", i, ids, want[i])
+		}
+	}
 	for e := range errs {
 		t.Error(e)
 	}
