@@ -4,6 +4,10 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/compute/dtypes/bfloat16"
@@ -41,8 +45,9 @@ type Model struct {
 	// Store's iterators or Model.TrainableVariables.
 	Store *model.Store
 
-	base map[string]*frozenTensor // by HF name
-	lora *LoRAConfig
+	base      map[string]*frozenTensor // by HF name
+	baseBytes int64
+	lora      *LoRAConfig
 	// loraVars maps the HF module name ("model.layers.3.self_attn.q_proj")
 	// to its adapter variables.
 	loraVars map[string]*loraPair
@@ -140,52 +145,93 @@ func (c Config) BaseTensors() []TensorSpec {
 }
 
 // LoadBase reads every base tensor from src, converts it to the compute
-// dtype or quantises it, and stores it as a frozen variable.
-func (m *Model) LoadBase(src WeightSource) error {
-	for _, spec := range m.Config.BaseTensors() {
-		shape, values, err := src.Float32(spec.Name)
-		if err != nil {
-			return fmt.Errorf("loading %s: %w", spec.Name, err)
-		}
-		if err := m.SetBaseTensor(spec.Name, shape, values); err != nil {
-			return err
-		}
+// dtype or quantises it, and stores it as a frozen variable. Tensors are
+// read and prepared by parallelism goroutines (0: GOMAXPROCS); src must be
+// safe for concurrent reads.
+func (m *Model) LoadBase(src WeightSource, parallelism int) error {
+	if parallelism <= 0 {
+		parallelism = runtime.GOMAXPROCS(0)
 	}
-	return nil
+	specs := m.Config.BaseTensors()
+	var eg errgroup.Group
+	eg.SetLimit(parallelism)
+	var mu sync.Mutex
+	for _, spec := range specs {
+		eg.Go(func() error {
+			shape, values, err := src.Float32(spec.Name)
+			if err != nil {
+				return fmt.Errorf("loading %s: %w", spec.Name, err)
+			}
+			ht, err := m.prepare(spec, shape, values)
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			return m.register(ht)
+		})
+	}
+	return eg.Wait()
 }
 
 // SetBaseTensor stores one base tensor given in float32, quantising the
 // linear projections (and, if configured, the embedding) as configured.
 func (m *Model) SetBaseTensor(name string, shape []int, values []float32) error {
-	var spec *TensorSpec
-	for _, s := range m.Config.BaseTensors() {
-		if s.Name == name {
-			spec = &s
-			break
+	for _, spec := range m.Config.BaseTensors() {
+		if spec.Name == name {
+			ht, err := m.prepare(spec, shape, values)
+			if err != nil {
+				return err
+			}
+			return m.register(ht)
 		}
 	}
-	if spec == nil {
-		return fmt.Errorf("qwen2: unexpected base tensor %q", name)
-	}
+	return fmt.Errorf("qwen2: unexpected base tensor %q", name)
+}
+
+// prepare converts or quantises one tensor on the host.
+func (m *Model) prepare(spec TensorSpec, shape []int, values []float32) (*hostTensor, error) {
 	if !equalInts(shape, spec.Shape) {
-		return fmt.Errorf("qwen2: tensor %s has shape %v, the config wants %v", name, shape, spec.Shape)
+		return nil, fmt.Errorf("qwen2: tensor %s has shape %v, the config wants %v", spec.Name, shape, spec.Shape)
 	}
 	q := QuantNone
-	if spec.Linear || (m.Options.QuantizeEmbedding && (name == "model.embed_tokens.weight" || name == "lm_head.weight")) {
+	if spec.Linear || (m.Options.QuantizeEmbedding && (spec.Name == "model.embed_tokens.weight" || spec.Name == "lm_head.weight")) {
 		q = m.Options.Quantization
 	}
-	// Norm weights and biases stay in float32 for the norms, in DType for biases.
+	// Norm weights stay float32 (the norms run in float32); biases and
+	// matrices use the compute dtype.
 	dtype := m.Options.DType
-	if len(shape) == 1 && !isBias(name) {
+	if len(shape) == 1 && !isBias(spec.Name) {
 		dtype = dtypes.Float32
 	}
-	ft, err := newFrozen(m.Store, name, shape, values, q, dtype)
+	ht, err := prepareFrozen(spec.Name, shape, values, q, dtype)
 	if err != nil {
-		return fmt.Errorf("qwen2: %s: %w", name, err)
+		return nil, fmt.Errorf("qwen2: %s: %w", spec.Name, err)
 	}
-	m.base[name] = ft
+	return ht, nil
+}
+
+// register turns a prepared tensor into variables (not concurrency-safe).
+func (m *Model) register(ht *hostTensor) error {
+	if old := m.base[ht.ft.name]; old != nil {
+		for i, v := range old.vars {
+			if err := v.SetValue(ht.values[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	ft, err := ht.register(m.Store)
+	if err != nil {
+		return err
+	}
+	m.base[ft.name] = ft
+	m.baseBytes += ht.devSize
 	return nil
 }
+
+// BaseBytes returns the size of the frozen base as stored on the device.
+func (m *Model) BaseBytes() int64 { return m.baseBytes }
 
 func isBias(name string) bool { return len(name) > 5 && name[len(name)-5:] == ".bias" }
 
