@@ -58,6 +58,9 @@ type Tokenizer struct {
 
 	nulOnce sync.Once
 	nulID   int32 // id of the token for a lone NUL byte, or -1
+	// standInID is the id of the byte-level token of byte 0x01 when that
+	// byte can stand in for NUL in encoding (see encode), or -1.
+	standInID int32
 }
 
 // AddedToken is a token that the tokenizer matches in text before running
@@ -99,6 +102,7 @@ func Load(dir string) (*Tokenizer, error) {
 		vocabSize: int(tk.VocabSize()),
 		byContent: make(map[string]int32, len(file.AddedTokens)),
 		nulID:     -1,
+		standInID: -1,
 	}
 	runtime.AddCleanup(t, func(tk *tokenizers.Tokenizer) { tk.Close() }, tk)
 	for _, a := range file.AddedTokens {
@@ -285,10 +289,12 @@ func (t *Tokenizer) ChatTemplate() string { return t.template }
 // written in the text (such as <|im_end|> or <|fim_middle|>) become their
 // single token ids, and no BOS or EOS is added.
 //
-// Two inputs that a Python string cannot hold are handled as follows:
-// invalid UTF-8 is replaced with U+FFFD (one per run of bad bytes), and NUL
-// bytes, which the C interface cannot pass, are encoded as the byte-level
-// token of byte 0 with the text on either side encoded separately.
+// Invalid UTF-8, which a Python string cannot hold, is replaced with
+// U+FFFD (one per run of bad bytes). NUL bytes, which the C interface
+// cannot pass, give the same ids as in Hugging Face for byte-level
+// vocabularies like Qwen's (byte 0x01 is encoded in their place and its
+// token swapped back); for other vocabularies the text between NUL bytes
+// is encoded piece by piece.
 func (t *Tokenizer) Encode(text string) []int32 {
 	ids, _ := t.encode(text, false)
 	return ids
@@ -333,6 +339,22 @@ func (t *Tokenizer) encode(text string, offsets bool) ([]int32, [][2]int) {
 		return t.encodeC(text, offsets, 0, nil, nil)
 	}
 	nul := t.nulToken()
+	if t.standInID >= 0 {
+		// Encode byte 0x01 in place of each NUL: both are control
+		// characters of the same class for the pre-tokenizer, and neither
+		// takes part in any merge, so the ids differ only there.
+		ids, offs := t.encodeC(strings.ReplaceAll(text, "\x00", "\x01"), true, 0, nil, nil)
+		for i, o := range offs {
+			if ids[i] == t.standInID && o[1] == o[0]+1 && text[o[0]] == 0 {
+				ids[i] = nul
+			}
+		}
+		if !offsets {
+			offs = nil
+		}
+		return ids, offs
+	}
+	// Otherwise encode the text between NUL bytes piece by piece.
 	var ids []int32
 	var offs [][2]int
 	base := 0
@@ -383,7 +405,9 @@ func (t *Tokenizer) encodeC(text string, offsets bool, base int, ids []int32, of
 
 // nulToken returns the id of the token for a lone NUL byte: "Ā" (U+0100)
 // in byte-level BPE vocabularies such as Qwen's, "<0x00>" with
-// SentencePiece byte fallback, or -1 (NUL bytes are then dropped).
+// SentencePiece byte fallback, or -1 (NUL bytes are then dropped). It also
+// sets standInID when the vocabulary is byte-level and neither byte 0x00
+// nor 0x01 occurs in any token but its own.
 func (t *Tokenizer) nulToken() int32 {
 	t.nulOnce.Do(func() {
 		data, err := os.ReadFile(filepath.Join(t.dir, "tokenizer.json"))
@@ -405,9 +429,20 @@ func (t *Tokenizer) nulToken() int32 {
 		for _, name := range []string{"\u0100", "<0x00>"} {
 			if id, ok := vocab[name]; ok {
 				t.nulID = id
+				break
+			}
+		}
+		nulByte, ok0 := vocab["\u0100"]
+		standIn, ok1 := vocab["\u0101"]
+		if !ok0 || !ok1 || t.nulID != nulByte {
+			return
+		}
+		for tok := range vocab {
+			if len(tok) > 2 && strings.ContainsAny(tok, "\u0100\u0101") {
 				return
 			}
 		}
+		t.standInID = standIn
 	})
 	return t.nulID
 }
