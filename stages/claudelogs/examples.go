@@ -20,7 +20,10 @@ type turn struct {
 	prompt  timed
 	summary bool
 	msgs    []timed
-	cut     string
+	// ctx is what the turn contributes as context to later turns: msgs
+	// before trailing tool results were removed (the model saw them).
+	ctx []timed
+	cut string
 	// dropped is why the turn gives no example ("" when it does).
 	dropped string
 }
@@ -38,6 +41,7 @@ func segments(evs []event, rep *Report) [][]*turn {
 		if t == nil {
 			return
 		}
+		t.ctx = t.msgs
 		for len(t.msgs) > 0 && t.msgs[len(t.msgs)-1].msg.Role != "assistant" {
 			t.msgs = t.msgs[:len(t.msgs)-1]
 		}
@@ -128,12 +132,12 @@ func turnExamples(seg []*turn, cfg *Config) []example {
 		var ctx []artifacts.Message
 		chars, turns := 0, 0
 		for j := i - 1; j >= 0 && turns < cfg.ContextTurns; j-- {
+			// Every earlier turn is context, also one that gave no
+			// example ("ok fix it" before an API error explains the
+			// "try again" after it).
 			p := seg[j]
-			if p.dropped != "" && p.dropped != "summary_only" {
-				continue
-			}
 			c := len(p.prompt.msg.Content)
-			for _, m := range p.msgs {
+			for _, m := range p.ctx {
 				c += messageChars(m.msg)
 			}
 			if chars+c > cfg.ContextChars {
@@ -142,7 +146,7 @@ func turnExamples(seg []*turn, cfg *Config) []example {
 			chars += c
 			turns++
 			part := []artifacts.Message{p.prompt.msg}
-			for _, m := range p.msgs {
+			for _, m := range p.ctx {
 				mm := m.msg
 				if mm.Role == "assistant" {
 					mm.Weight = &zero

@@ -57,6 +57,7 @@ type node struct {
 	rawLine
 	file   int // index into the item's files
 	line   int // 1-based
+	pos    int // index in parsedFile.nodes
 	blocks []rawBlock
 	// stringContent is set when message.content was a plain string (then
 	// blocks holds one text block).

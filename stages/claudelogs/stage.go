@@ -114,6 +114,10 @@ func (s *Stage) Map(ctx context.Context, env *stages.Env, item stages.Item, w io
 	var buf bytes.Buffer
 	rw := artifacts.NewRecordWriter(&buf)
 	for _, c := range convs {
+		if c.agent != "" && !cfg.Subagents {
+			rep.drop("subagent_conversation", 1)
+			continue
+		}
 		if c.agent == "" {
 			rep.Conversations++
 		} else {

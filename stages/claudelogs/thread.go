@@ -74,6 +74,9 @@ func indexFile(pf *parsedFile, rep *Report) *fileIndex {
 		kept = append(kept, n)
 	}
 	pf.nodes = kept
+	for i, n := range pf.nodes {
+		n.pos = i
+	}
 	for _, n := range pf.nodes {
 		switch n.Type {
 		case "assistant":
@@ -96,19 +99,60 @@ func isChat(n *node) bool { return n.Type == "user" || n.Type == "assistant" }
 
 // up returns the node before n in its chain: its parent, or for a
 // compaction boundary the last line before the compaction.
+//
+// A boundary whose logicalParentUuid is missing from the file (Claude
+// Code does not always write that line) continues from the last line
+// before it in file order on the same side (main or sidechain), so the
+// history before a compaction is never cut off.
 func (ix *fileIndex) up(n *node) *node {
 	if p := n.parent(); p != "" {
 		return ix.byUUID[p]
 	}
-	if n.Type == "system" && n.Subtype == "compact_boundary" && n.LogicalParentUUID != "" {
-		return ix.byUUID[n.LogicalParentUUID]
+	if n.Type != "system" || n.Subtype != "compact_boundary" {
+		return nil
+	}
+	if p := ix.byUUID[n.LogicalParentUUID]; p != nil {
+		return p
+	}
+	for i := n.pos - 1; i >= 0; i-- {
+		if m := ix.pf.nodes[i]; m.IsSidechain == n.IsSidechain {
+			return m
+		}
 	}
 	return nil
 }
 
+// mainPath returns the main branch of the nodes accepted by in: the path
+// from their last chat line in file order (the tip of the branch the user
+// was on when the log was last written) back to its root. Other branches
+// (rewinds) are left out.
+func (ix *fileIndex) mainPath(in func(*node) bool) []*node {
+	for i := len(ix.pf.nodes) - 1; i >= 0; i-- {
+		if n := ix.pf.nodes[i]; isChat(n) && in(n) {
+			return ix.pathTo(n)
+		}
+	}
+	return nil
+}
+
+// pathTo returns the chain from the root down to leaf.
+func (ix *fileIndex) pathTo(leaf *node) []*node {
+	var path []*node
+	seen := map[*node]bool{}
+	for cur := leaf; cur != nil && !seen[cur]; cur = ix.up(cur) {
+		seen[cur] = true
+		path = append(path, cur)
+	}
+	for i, j := 0, len(path)-1; i < j; i, j = i+1, j-1 {
+		path[i], path[j] = path[j], path[i]
+	}
+	return path
+}
+
 // paths returns the conversations of a set of nodes (those accepted by
 // in) as root-to-leaf paths, one per root, in the order of their first
-// chat line. The leaf of a root is its last chat line in file order.
+// chat line: 1.0.x inline sub-agents, each starting at parentUuid null.
+// The leaf of a root is its last chat line in file order.
 func (ix *fileIndex) paths(in func(*node) bool, rep *Report) [][]*node {
 	rootOf := map[*node]*node{}
 	var findRoot func(n *node) *node
@@ -163,16 +207,7 @@ func (ix *fileIndex) paths(in func(*node) bool, rep *Report) [][]*node {
 	}
 	out := make([][]*node, 0, len(order))
 	for _, r := range order {
-		var path []*node
-		seen := map[*node]bool{}
-		for cur := groups[r].leaf; cur != nil && !seen[cur]; cur = ix.up(cur) {
-			seen[cur] = true
-			path = append(path, cur)
-		}
-		for i, j := 0, len(path)-1; i < j; i, j = i+1, j-1 {
-			path[i], path[j] = path[j], path[i]
-		}
-		out = append(out, path)
+		out = append(out, ix.pathTo(groups[r].leaf))
 	}
 	return out
 }
@@ -404,13 +439,9 @@ func sessionConversations(files []*parsedFile, agentFile []bool, cfg *Config, de
 			if agent == "" {
 				agent = strings.TrimSuffix(strings.TrimPrefix(baseName(pf.name), "agent-"), ".jsonl")
 			}
-			for _, p := range ix.paths(func(*node) bool { return true }, rep) {
-				add(p, agent)
-			}
+			add(ix.mainPath(func(*node) bool { return true }), agent)
 		} else {
-			for _, p := range ix.paths(func(n *node) bool { return !n.IsSidechain }, rep) {
-				add(p, "")
-			}
+			add(ix.mainPath(func(n *node) bool { return !n.IsSidechain }), "")
 			for _, p := range ix.paths(func(n *node) bool { return n.IsSidechain }, rep) {
 				add(p, inlineAgentID(p))
 			}
