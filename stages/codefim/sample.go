@@ -233,15 +233,10 @@ func (s *sampler) lineMiddle() (span, bool) {
 	return span{s.lines[first], s.lines[last], boundaryLine}, true
 }
 
-// syntaxMiddle draws one Go syntax candidate whose size in tokens is in
-// [middleMin, middleMax].
+// syntaxMiddle draws one Go syntax candidate.
 func (s *sampler) syntaxMiddle() (span, bool) {
-	c := s.cands[s.rng.intn(len(s.cands))]
-	n := s.tok.Count(s.src[c.start:c.end])
-	if n < s.opt.middleMin || n > s.opt.middleMax {
-		return span{}, false
-	}
-	return c, true
+	// window checks the size in tokens.
+	return s.cands[s.rng.intn(len(s.cands))], true
 }
 
 // window grows a prefix and a suffix around middle m, whole lines at a
@@ -251,7 +246,13 @@ func (s *sampler) syntaxMiddle() (span, bool) {
 // too long.
 func (s *sampler) window(m span, overhead int) (sample, bool, error) {
 	mid := s.src[m.start:m.end]
-	room := s.opt.maxLen - overhead - s.tok.Count(mid)
+	// Line counts add up to a little more than the count of the joined
+	// text (blank lines merge), so check the middle's exact size.
+	midTokens := s.tok.Count(mid)
+	if midTokens < s.opt.middleMin || midTokens > s.opt.middleMax {
+		return sample{}, false, nil
+	}
+	room := s.opt.maxLen - overhead - midTokens
 	// The partial lines around a middle that does not start or end at a
 	// line boundary belong to the example whatever the room.
 	ml := s.lineOf(m.start)
