@@ -173,7 +173,7 @@ func (d *Detector) Scan(text string) []Finding {
 		if s == at || (s > 0 && isWordByte(text[s-1])) {
 			return
 		}
-		if ps, pe, ok := anchored(urlRE, text, s, 1); ok && !isPlaceholder(text[ps:pe]) {
+		if ps, pe, ok := anchored(urlRE, text, s, 1); ok && !isPlaceholder(text[ps:pe]) && !nonSecretValues[asciiLower(text[ps:pe])] {
 			fs = append(fs, Finding{URLPassword, ps, pe})
 		}
 	})
@@ -184,8 +184,8 @@ func (d *Detector) Scan(text string) []Finding {
 			for s > 0 && isEmailLocalByte(text[s-1]) {
 				s--
 			}
-			if s == at {
-				return
+			if s == at || (s > 0 && (text[s-1] == ':' || text[s-1] == '/')) {
+				return // empty, or the user info of a URL
 			}
 			if _, e, ok := anchored(emailRE, text, s, 0); ok && !ignoredEmail(text[s:e]) {
 				fs = append(fs, Finding{Email, s, e})
@@ -447,7 +447,7 @@ func assignmentValue(text string, ns, ne int) (int, int, bool) {
 
 var (
 	identRE  = regexp.MustCompile(`^[A-Za-z_$][A-Za-z0-9_$]*(?:\.[A-Za-z_$][A-Za-z0-9_$]*)*$`)
-	numberRE = regexp.MustCompile(`^[0-9.,_]+$`)
+	numberRE = regexp.MustCompile(`^-?(?:[0-9.,_]+|0[xX][0-9a-fA-F_]+)$`)
 	wordsRE  = regexp.MustCompile(`^[a-z]+(?:[-_][a-z]+)*$`)
 )
 
@@ -455,7 +455,7 @@ var nonSecretValues = map[string]bool{
 	"true": true, "false": true, "null": true, "none": true, "nil": true,
 	"undefined": true, "string": true, "number": true, "boolean": true,
 	"required": true, "optional": true, "redacted": true, "password": true,
-	"secret": true, "token": true, "changeme": true,
+	"secret": true, "token": true, "changeme": true, "pass": true, "pwd": true,
 }
 
 // plausibleSecret reports whether an assignment's value looks like a real

@@ -92,6 +92,8 @@ func TestNotSecrets(t *testing.T) {
 		"func TestSecretRedaction(t *testing.T) { secretKinds := allKinds() }",
 		"PASSWORD_MIN_LENGTH=12",
 		"secret_name: my-app-secret",
+		"SECRETMEM_MAGIC = 0x5345434d\n\tSIOCGLIFTOKEN = -0x3f879678",
+		"in: \"http://user:password@dummy.faketld/\"",
 	}
 	for _, text := range texts {
 		if fs := New(Options{Emails: true, HomePaths: true}).Scan(text); len(fs) != 0 {
