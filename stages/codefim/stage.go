@@ -72,8 +72,12 @@ Record forms (` + "`format`" + `):
   and completion ` + "`{middle}<|endoftext|>`" + `, Qwen2.5-Coder's PSM form; with
   ` + "`repo_context`" + ` the prompt starts with
   ` + "`<|repo_name|>{repo}\\n<|file_sep|>{path}\\n`" + `.
-- "chat": a user message asking to fill ` + "`<FILL>`" + ` in the code of the file
-  (named by its path) and an assistant message holding the middle.
+- "chat": a <FILL> prompt for chat-style training, after the original
+  pipeline's idea (its exact wording was not available): a user
+  message "Fill in the code at <FILL> in ` + "`{path}`" + `. Reply with only the code
+  that replaces <FILL>." followed by the prefix, <FILL> and the suffix in a
+  fenced block tagged with the language, and an assistant message holding
+  the middle. Files that contain "<FILL>" are skipped in this form.
 
 meta: source ("fim:<repo>"), group ("<repo>/<path>"), repo, path, language,
 boundary (line, stmt, stmts, block, func_body, func), sample (index in the
@@ -366,17 +370,18 @@ func (s *Stage) Map(ctx context.Context, env *stages.Env, item stages.Item, w io
 	f := fileInfo{repo: repo, path: rel, language: languageOf(filepath.Base(rel))}
 	h := itemHeader{Key: item.Key, Language: f.language, Bytes: len(content)}
 	var recs []*artifacts.Record
+	src := string(content)
 	switch why := classify(content, s.limits); {
 	case why != "":
 		h.Skipped = why
-	case hasControlToken(string(content), s.sample.render.chat):
+	case hasControlToken(src, s.sample.render.chat):
 		h.Skipped = skipSpecial
 	default:
 		tok, err := s.tokenizer(env)
 		if err != nil {
 			return err
 		}
-		samples, err := sampleFile(string(content), tok, &s.sample, f)
+		samples, err := sampleFile(src, tok, &s.sample, f)
 		if err != nil {
 			return fmt.Errorf("%s: %v", item.Files[0], err)
 		}
