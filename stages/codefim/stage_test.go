@@ -628,3 +628,14 @@ func TestDocCoversParameters(t *testing.T) {
 		}
 	}
 }
+
+func TestKeyParts(t *testing.T) {
+	s := decode(t, "")
+	parts, err := s.KeyParts(t.Context(), newEnv(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !artifacts.Digest(parts["tokenizer/tokenizer.json"]).Valid() {
+		t.Errorf("key parts %v lack the default tokenizer's digest", parts)
+	}
+}

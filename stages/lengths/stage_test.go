@@ -426,3 +426,19 @@ func TestDocCoversParameters(t *testing.T) {
 		}
 	}
 }
+
+func TestKeyParts(t *testing.T) {
+	s := decode(t, "")
+	parts, err := s.KeyParts(t.Context(), newEnv(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !artifacts.Digest(parts["tokenizer/tokenizer.json"]).Valid() {
+		t.Errorf("key parts %v lack the default tokenizer's digest", parts)
+	}
+	env := newEnv(t)
+	env.Inputs["tokenizer"] = stages.Input{Name: "tokenizer", Paths: []string{t.TempDir()}}
+	if parts, err := s.KeyParts(t.Context(), env); err != nil || len(parts) != 0 {
+		t.Errorf("with a tokenizer input: %v, %v; want nothing (the engine hashes inputs)", parts, err)
+	}
+}
