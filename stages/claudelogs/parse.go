@@ -6,31 +6,32 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 )
 
-// rawLine is the envelope of one transcript line. Fields not listed (the
-// large data of progress lines, toolUseResult, usage) are skipped by the
-// decoder.
+// rawLine is the envelope of one transcript line, as decodeLine fills it.
+// Fields not listed (the large data of progress lines, toolUseResult,
+// usage) are skipped.
 type rawLine struct {
-	Type                      string          `json:"type"`
-	Subtype                   string          `json:"subtype"`
-	UUID                      string          `json:"uuid"`
-	ParentUUID                *string         `json:"parentUuid"`
-	LogicalParentUUID         string          `json:"logicalParentUuid"`
-	SessionID                 string          `json:"sessionId"`
-	Timestamp                 string          `json:"timestamp"`
-	Version                   string          `json:"version"`
-	Cwd                       string          `json:"cwd"`
-	AgentID                   string          `json:"agentId"`
-	RequestID                 string          `json:"requestId"`
-	IsSidechain               bool            `json:"isSidechain"`
-	IsMeta                    bool            `json:"isMeta"`
-	IsCompactSummary          bool            `json:"isCompactSummary"`
-	IsVisibleInTranscriptOnly bool            `json:"isVisibleInTranscriptOnly"`
-	IsAPIErrorMessage         bool            `json:"isApiErrorMessage"`
-	Message                   *rawMessage     `json:"message"`
-	ToolUseResult             json.RawMessage `json:"toolUseResult"`
+	Type                      string
+	Subtype                   string
+	UUID                      string
+	ParentUUID                *string
+	LogicalParentUUID         string
+	SessionID                 string
+	Timestamp                 string
+	Version                   string
+	Cwd                       string
+	AgentID                   string
+	RequestID                 string
+	IsSidechain               bool
+	IsMeta                    bool
+	IsCompactSummary          bool
+	IsVisibleInTranscriptOnly bool
+	IsAPIErrorMessage         bool
+	Message                   *rawMessage
+	// Rejected is set when toolUseResult is the string "User rejected
+	// tool use".
+	Rejected bool
 }
 
 type rawMessage struct {
@@ -62,8 +63,6 @@ type node struct {
 	// stringContent is set when message.content was a plain string (then
 	// blocks holds one text block).
 	stringContent bool
-	// rejected is set when toolUseResult says the user rejected the call.
-	rejected bool
 }
 
 // groupKey identifies the API reply an assistant line belongs to.
@@ -131,12 +130,11 @@ func parseFile(path, name string, fileIndex int, rep *Report, maxExamples int) (
 		}
 		rep.LinesIn++
 		n := &node{file: fileIndex, line: lineNo}
-		if err := json.Unmarshal(ln, &n.rawLine); err != nil {
-			var typeErr *json.UnmarshalTypeError
+		if err := decodeLine(ln, &n.rawLine); err != nil {
 			switch {
-			case !complete:
+			case !complete && errors.Is(err, errSyntax):
 				rep.malformed(name, lineNo, "truncated_last_line", "the last line is incomplete (a log still being written?)", maxExamples)
-			case errors.As(err, &typeErr):
+			case errors.Is(err, errType):
 				rep.malformed(name, lineNo, "invalid_record", jsonError(err), maxExamples)
 			default:
 				rep.malformed(name, lineNo, "invalid_json", jsonError(err), maxExamples)
@@ -201,13 +199,6 @@ func parseContent(n *node, name string, rep *Report, maxExamples int) bool {
 			rep.malformed(name, n.line, "unknown_block", fmt.Sprintf("content block type %q", b.Type), maxExamples)
 		}
 	}
-	if len(n.ToolUseResult) > 0 && n.ToolUseResult[0] == '"' {
-		var s string
-		if json.Unmarshal(n.ToolUseResult, &s) == nil && strings.HasPrefix(s, "User rejected") {
-			n.rejected = true
-		}
-	}
-	n.ToolUseResult = nil
 	return true
 }
 
