@@ -142,3 +142,14 @@ func (ix *ItemIndex) digests() []artifacts.Digest {
 	}
 	return out
 }
+
+// Results returns a copy of every entry.
+func (ix *ItemIndex) Results() map[string]ItemResult {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	out := make(map[string]ItemResult, len(ix.m))
+	for k, v := range ix.m {
+		out[k] = v
+	}
+	return out
+}

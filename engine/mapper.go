@@ -121,18 +121,18 @@ func (r *run) runMapper(ctx context.Context, n *Node, m stages.Mapper, env *stag
 		}
 	}
 	var done atomic.Int64
+	var mu sync.Mutex // guards counts while items are mapped
 	done.Store(int64(counts.Reused))
 	env.Progress(int(done.Load()), len(items))
 	mapAll := func(todo []int) error {
-		if err := r.mapItems(ctx, m, env, items, todo, func(i int, res cache.ItemResult) {
+		return r.mapItems(ctx, m, env, items, todo, func(i int, res cache.ItemResult) {
 			results[i] = res
 			ix.Put(keys[i], res)
 			env.Progress(int(done.Add(1)), len(items))
-		}); err != nil {
-			return err
-		}
-		counts.Processed += len(todo)
-		return nil
+			mu.Lock()
+			counts.Processed++
+			mu.Unlock()
+		})
 	}
 	if err := mapAll(todo); err != nil {
 		ix.Save()
@@ -216,17 +216,23 @@ func (n *noteCorrupt) Read(p []byte) (int, error) {
 	return k, err
 }
 
+// maxItemErrors bounds the item failures reported for one stage.
+const maxItemErrors = 5
+
 // mapItems runs Map for the items at indices todo on up to parallelism
-// goroutines, storing each result in the cache before calling done.
+// goroutines, storing each result in the cache before calling done. A
+// failing item does not stop the others, so that their results are cached
+// for the next run; the failures are returned together.
 func (r *run) mapItems(ctx context.Context, m stages.Mapper, env *stages.Env, items []stages.Item, todo []int, done func(int, cache.ItemResult)) error {
 	if len(todo) == 0 {
 		return nil
 	}
 	c := r.plan.Workspace.Cache
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
 	var next atomic.Int64
 	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []error
+	failed := 0
 	for range min(r.parallelism, len(todo)) {
 		wg.Go(func() {
 			for {
@@ -237,18 +243,26 @@ func (r *run) mapItems(ctx context.Context, m stages.Mapper, env *stages.Env, it
 				i := todo[k]
 				res, err := mapOne(ctx, c, m, env, items[i])
 				if err != nil {
-					cancel(fmt.Errorf("item %s: %w", items[i].Key, err))
-					return
+					mu.Lock()
+					failed++
+					if len(errs) < maxItemErrors {
+						errs = append(errs, fmt.Errorf("item %s: %w", items[i].Key, err))
+					}
+					mu.Unlock()
+					continue
 				}
 				done(i, res)
 			}
 		})
 	}
 	wg.Wait()
-	if err := context.Cause(ctx); err != nil {
-		return err
+	if err := ctx.Err(); err != nil {
+		return context.Cause(ctx)
 	}
-	return nil
+	if failed > len(errs) {
+		errs = append(errs, fmt.Errorf("and %d more failed items", failed-len(errs)))
+	}
+	return errors.Join(errs...)
 }
 
 func mapOne(ctx context.Context, c *cache.Cache, m stages.Mapper, env *stages.Env, it stages.Item) (cache.ItemResult, error) {

@@ -114,6 +114,7 @@ func NewPlan(p *config.Pipeline, reg *stages.Registry, ws *Workspace) (*Plan, hc
 		allNames = append(allNames, s.Name)
 	}
 	// Edges from references.
+	cyclic := false
 	for _, pd := range nodes {
 		deps := map[string]bool{}
 		for _, t := range pd.trav {
@@ -140,6 +141,7 @@ func NewPlan(p *config.Pipeline, reg *stages.Registry, ws *Workspace) (*Plan, hc
 			deps[name] = true
 			err := pl.Graph.AddEdge(name, pd.node.Name)
 			if err == graph.ErrEdgeCreatesCycle {
+				cyclic = true
 				path, _ := graph.ShortestPath(pl.Graph, pd.node.Name, name)
 				diags = append(diags, &hcl.Diagnostic{
 					Severity: hcl.DiagError,
@@ -153,7 +155,7 @@ func NewPlan(p *config.Pipeline, reg *stages.Registry, ws *Workspace) (*Plan, hc
 		}
 		sort.Strings(pd.node.Deps)
 	}
-	if diags.HasErrors() {
+	if cyclic {
 		return pl, diags
 	}
 	order, err := graph.StableTopologicalSort(pl.Graph, func(a, b string) bool {
@@ -170,14 +172,25 @@ func NewPlan(p *config.Pipeline, reg *stages.Registry, ws *Workspace) (*Plan, hc
 	stageObj := map[string]map[string]cty.Value{} // kind -> name -> outputs object
 	for _, name := range order {
 		pd := byName[name]
+		if pd == nil {
+			continue
+		}
 		n := pd.node
 		refsOK := true
 		for _, t := range pd.trav {
 			if t.RootName() != "stage" {
 				continue
 			}
-			up, out, _ := stageRef(t, p, allNames)
-			if up == "" || out == "" {
+			up, out, d := stageRef(t, p, allNames)
+			if d.HasErrors() || byName[up] == nil {
+				refsOK = false // reported above
+				continue
+			}
+			if pl.Nodes[up] == nil {
+				refsOK = false // the upstream stage has errors of its own
+				continue
+			}
+			if out == "" {
 				continue
 			}
 			un := byName[up].node

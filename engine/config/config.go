@@ -193,14 +193,10 @@ func Parse(src []byte, filename string, opts Options) (*Pipeline, hcl.Diagnostic
 		}
 	}
 
+	// Variables that have no valid value are unknown from here on, so that
+	// locals and the workspace are still checked and every error reported.
 	diags = append(diags, p.assignVariables(opts)...)
-	if diags.HasErrors() {
-		return p, diags
-	}
 	diags = append(diags, p.evalLocals(localBlocks, opts)...)
-	if diags.HasErrors() {
-		return p, diags
-	}
 	if len(wsBlocks) > 1 {
 		diags = append(diags, &hcl.Diagnostic{
 			Severity: hcl.DiagError,
@@ -300,6 +296,7 @@ func decodeVariable(b *hcl.Block) (*Variable, hcl.Diagnostics) {
 					Detail:   fmt.Sprintf("The default of variable %q does not match its type %s: %v.", v.Name, typeexpr.TypeString(v.Type), err),
 					Subject:  a.Expr.Range().Ptr(),
 				})
+				v.Default = cty.DynamicVal
 			} else {
 				v.Default = cv
 			}
@@ -404,6 +401,7 @@ func (p *Pipeline) assignVariables(opts Options) hcl.Diagnostics {
 				Detail:   fmt.Sprintf("Variable %q has no default: set it with -var %s=<value>, a -var-file, or PIPE_VAR_%s.", n, n, n),
 				Subject:  v.DeclRange.Ptr(),
 			})
+			v.Value = cty.DynamicVal
 		}
 	}
 	return diags

@@ -1,0 +1,16 @@
+stage "concot" "a" { # ERROR: Unknown stage kind
+  srcs = ["notes.txt"]
+}
+
+stage "concat" "b" {
+  srcs    = ["notes.txt"]
+  sufix   = "x" # ERROR: Unsupported argument
+}
+
+stage "concat" "c" {
+  srcs   = ["notes.txt"]
+  suffix = ["not", "a", "string"] # ERROR: Incorrect attribute value type
+}
+
+stage "lines" "d" { # ERROR: Missing required argument
+}

@@ -1,0 +1,3 @@
+stage "concat" "x" {
+  srcs = ["notes.txt"
+} # ERROR: Missing item separator

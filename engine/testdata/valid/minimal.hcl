@@ -1,0 +1,3 @@
+stage "concat" "one" {
+  srcs = ["notes.txt"]
+}
