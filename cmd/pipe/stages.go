@@ -2,13 +2,21 @@ package main
 
 import (
 	"github.com/pipeml/pipe/stages"
+	"github.com/pipeml/pipe/stages/codefim"
 	"github.com/pipeml/pipe/stages/command"
+	"github.com/pipeml/pipe/stages/lengths"
+	"github.com/pipeml/pipe/stages/quality"
+	"github.com/pipeml/pipe/stages/split"
 )
 
 // builtinStages lists every built-in stage kind. Add a kind by adding its
 // Definition here; nothing registers itself.
 var builtinStages = []*stages.Definition{
 	command.Definition,
+	codefim.Definition,
+	quality.Definition,
+	split.Definition,
+	lengths.Definition,
 }
 
 func registry() (*stages.Registry, error) {
