@@ -13,6 +13,7 @@ import (
 // Definition here; nothing registers itself.
 var builtinStages = []*stages.Definition{
 	command.Definition,
+	command.EachDefinition,
 	codefim.Definition,
 	quality.Definition,
 	split.Definition,

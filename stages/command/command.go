@@ -272,6 +272,13 @@ func (s *Stage) Run(ctx context.Context, env *stages.Env) error {
 			return s.diag("Invalid placeholder", err.Error(), env)
 		}
 	}
+	return s.runProgram(ctx, env, prog, args, vars, nil)
+}
+
+// runProgram runs prog with args and the environment vars, sending its
+// standard output to stdout (or, when nil, to the log with its standard
+// error) and keeping the last lines for the error message.
+func (s *Stage) runProgram(ctx context.Context, env *stages.Env, prog string, args []string, vars map[string]string, stdout io.Writer) error {
 	if s.timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeoutCause(ctx, s.timeout, fmt.Errorf("command timed out after %s", s.timeout))
@@ -293,6 +300,9 @@ func (s *Stage) Run(ctx context.Context, env *stages.Env) error {
 		return err
 	}
 	cmd.Stdout, cmd.Stderr = pw, pw
+	if stdout != nil {
+		cmd.Stdout = stdout
+	}
 	tail := newTail(40, 8<<10)
 	var wg sync.WaitGroup
 	wg.Go(func() { tail.copyLines(pr, env) })
