@@ -583,3 +583,18 @@ func TestConfigErrors(t *testing.T) {
 		t.Error("an unknown argument decoded")
 	}
 }
+
+// TestExamples converts the demo sessions of examples/claude_logs, which
+// the default pipeline uses, and checks that they stay well-formed.
+func TestExamples(t *testing.T) {
+	records, report := run(t, decode(t, ``), 2, "../../examples/claude_logs")
+	recs := parseRecords(t, records)
+	checkStructure(t, recs)
+	rep := parseReport(t, report)
+	if len(recs) != 12 || rep.Sessions != 7 || rep.SubagentConversations != 1 || len(rep.Malformed) != 0 || len(rep.DroppedTurns) != 0 {
+		t.Errorf("%d records from %d sessions (%d sub-agents), malformed %v, dropped turns %v", len(recs), rep.Sessions, rep.SubagentConversations, rep.Malformed, rep.DroppedTurns)
+	}
+	if rep.Dropped["rejected_call"] != 1 || rep.Dropped["slash_command"] != 1 {
+		t.Errorf("dropped %v", rep.Dropped)
+	}
+}
