@@ -166,7 +166,8 @@ that session.
   taken back with their results (matched by ` + "`tool_use_id`" + `). Repeated blocks are de-duplicated.
 - Several roots in one file (1.0.x sub-agents, independent chains) are separate conversations.
 - Sub-agent conversations are examples of their own (parameter ` + "`subagents`" + `); the compaction
-  agent (` + "`agent-acompact-*`" + `) is never used: its summary is context, not a target.
+  agent (` + "`agent-acompact-*`" + `) is never used: its summary is context, not a target; nor are
+  2.0.x cache warm-up sidechains (prompt "Warmup").
 - After a compaction the summary (` + "`isCompactSummary`" + `) is the prompt of the assistant's
   continuation and context for the turns after it, never a target.
 
@@ -186,7 +187,8 @@ left without one is dropped and counted by reason.
 - ` + "`turn`" + ` (default): one example per human turn: the human message and the whole tool loop up to
   the next human message. Earlier turns of the same conversation segment are prepended as
   context, newest first, at most ` + "`context_turns`" + ` turns and ` + "`context_chars`" + ` characters (whole
-  turns only); their assistant messages carry ` + "`\"weight\": 0`" + ` so they are not trained again.
+  turns only, with the tool results the model saw, also turns that gave no example); their
+  assistant messages carry ` + "`\"weight\": 0`" + ` so they are not trained again.
 - ` + "`pair`" + `: the original pipeline's pairs: each human text (or tool result, prefixed
   ` + "`[TOOL RESULT]`" + `) with the next assistant text; no tool calls.
 - ` + "`follow`" + `: the human message plus what follows within ` + "`follow_minutes`" + ` minutes (by line

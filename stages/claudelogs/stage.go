@@ -118,6 +118,10 @@ func (s *Stage) Map(ctx context.Context, env *stages.Env, item stages.Item, w io
 			rep.drop("subagent_conversation", 1)
 			continue
 		}
+		if c.agent != "" && isWarmup(c.events) {
+			rep.drop("warmup_agent", 1)
+			continue
+		}
 		if c.agent == "" {
 			rep.Conversations++
 		} else {
@@ -160,6 +164,17 @@ func (s *Stage) Map(ctx context.Context, env *stages.Env, item stages.Item, w io
 	}
 	_, err = w.Write(buf.Bytes())
 	return err
+}
+
+// isWarmup reports the cache warm-up sidechains Claude Code 2.0.x starts
+// with the prompt "Warmup": not work anyone asked for.
+func isWarmup(evs []event) bool {
+	for _, e := range evs {
+		if e.kind == evHuman {
+			return strings.TrimSpace(e.msg.Content) == "Warmup"
+		}
+	}
+	return false
 }
 
 // record assembles one output record.
@@ -271,6 +286,8 @@ func (s *Stage) Run(ctx context.Context, env *stages.Env) error {
 	outs := make([][]byte, len(items))
 	errs := make([]error, len(items))
 	next := make(chan int)
+	var mu sync.Mutex
+	done := 0
 	var wg sync.WaitGroup
 	for range max(1, env.Parallelism) {
 		wg.Add(1)
@@ -284,6 +301,12 @@ func (s *Stage) Run(ctx context.Context, env *stages.Env) error {
 					continue
 				}
 				outs[i] = buf.Bytes()
+				if env.Progress != nil {
+					mu.Lock()
+					done++
+					env.Progress(done, len(items))
+					mu.Unlock()
+				}
 			}
 		}()
 	}

@@ -598,3 +598,31 @@ func TestExamples(t *testing.T) {
 		t.Errorf("dropped %v", rep.Dropped)
 	}
 }
+
+func TestWarmupAgentDropped(t *testing.T) {
+	dir := t.TempDir()
+	const id = "7d7d7d7d-0000-4000-8000-000000000004"
+	sb := newSession(id, "/home/zed/p")
+	sb.user("What does make do here?", 0)
+	sb.assistant("msg_w1", 3, textBlock("It builds the binary into ./bin."))
+	sb.write(t, dir)
+	ag := newSession(id, "/home/zed/p")
+	ag.line(map[string]any{"type": "user", "isSidechain": true, "agentId": "w1", "message": map[string]any{"role": "user", "content": "Warmup"}}, 0)
+	ag.line(map[string]any{"type": "assistant", "isSidechain": true, "agentId": "w1", "requestId": "req_w", "message": map[string]any{
+		"id": "msg_w2", "role": "assistant", "model": "claude-haiku-4-5", "content": []any{textBlock("I'm ready to help.")}}}, 1)
+	var b bytes.Buffer
+	for _, l := range ag.lines {
+		data, _ := json.Marshal(l)
+		b.Write(append(data, '\n'))
+	}
+	if err := os.WriteFile(filepath.Join(dir, "-home-zed-p", "agent-w1.jsonl"), b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	records, report := run(t, decode(t, ``), 1, dir)
+	if n := len(parseRecords(t, records)); n != 1 {
+		t.Errorf("%d records, want 1", n)
+	}
+	if rep := parseReport(t, report); rep.Dropped["warmup_agent"] != 1 || rep.SubagentFiles != 1 {
+		t.Errorf("dropped %v, sub-agent files %d", rep.Dropped, rep.SubagentFiles)
+	}
+}
