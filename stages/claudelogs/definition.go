@@ -27,6 +27,7 @@ type Config struct {
 	Subagents       bool   `cty:"subagents"`
 	ContextTurns    int    `cty:"context_turns"`
 	ContextChars    int    `cty:"context_chars"`
+	MaxChars        int    `cty:"max_chars"`
 	FollowMinutes   int    `cty:"follow_minutes"`
 	MaxToolOutput   int    `cty:"max_tool_output"`
 	RedactEmails    bool   `cty:"redact_emails"`
@@ -42,6 +43,7 @@ func DefaultConfig() Config {
 		Subagents:       true,
 		ContextTurns:    2,
 		ContextChars:    8000,
+		MaxChars:        0,
 		FollowMinutes:   3,
 		MaxToolOutput:   6000,
 		RedactEmails:    false,
@@ -66,6 +68,7 @@ var Spec = func() hcldec.ObjectSpec {
 		"subagents":         withDefault("subagents", cty.Bool, cty.BoolVal(d.Subagents)),
 		"context_turns":     withDefault("context_turns", cty.Number, cty.NumberIntVal(int64(d.ContextTurns))),
 		"context_chars":     withDefault("context_chars", cty.Number, cty.NumberIntVal(int64(d.ContextChars))),
+		"max_chars":         withDefault("max_chars", cty.Number, cty.NumberIntVal(int64(d.MaxChars))),
 		"follow_minutes":    withDefault("follow_minutes", cty.Number, cty.NumberIntVal(int64(d.FollowMinutes))),
 		"max_tool_output":   withDefault("max_tool_output", cty.Number, cty.NumberIntVal(int64(d.MaxToolOutput))),
 		"redact_emails":     withDefault("redact_emails", cty.Bool, cty.BoolVal(d.RedactEmails)),
@@ -129,6 +132,9 @@ func DecodeConfig(v cty.Value) (Config, hcl.Diagnostics) {
 	if c.ContextChars < 0 {
 		bad("context_chars", "context_chars must be 0 or more.")
 	}
+	if c.MaxChars < 0 {
+		bad("max_chars", "max_chars must be 0 (no limit) or more.")
+	}
 	if c.FollowMinutes <= 0 {
 		bad("follow_minutes", "follow_minutes must be at least 1.")
 	}
@@ -188,7 +194,11 @@ left without one is dropped and counted by reason.
   the next human message. Earlier turns of the same conversation segment are prepended as
   context, newest first, at most ` + "`context_turns`" + ` turns and ` + "`context_chars`" + ` characters (whole
   turns only, with the tool results the model saw, also turns that gave no example); their
-  assistant messages carry ` + "`\"weight\": 0`" + ` so they are not trained again.
+  assistant messages carry ` + "`\"weight\": 0`" + ` so they are not trained again. With ` + "`max_chars`" + ` set,
+  a turn whose messages exceed it is split at step boundaries (an assistant message and its
+  results) into parts (` + "`meta.part`" + `); a later part starts with the human message and the end
+  of the loop so far (whole steps within ` + "`context_chars`" + `, weight 0) as context. Long
+  autonomous loops then fit a training length instead of being dropped whole.
 - ` + "`pair`" + `: the original pipeline's pairs: each human text (or tool result, prefixed
   ` + "`[TOOL RESULT]`" + `) with the next assistant text; no tool calls.
 - ` + "`follow`" + `: the human message plus what follows within ` + "`follow_minutes`" + ` minutes (by line
@@ -216,6 +226,7 @@ skipped. The stage never fails on log content.
 | ` + "`subagents`" + ` | ` + "`true`" + ` | emit sub-agent conversations as examples |
 | ` + "`context_turns`" + ` | ` + "`2`" + ` | earlier turns prepended as context (turn mode) |
 | ` + "`context_chars`" + ` | ` + "`8000`" + ` | character budget of that context |
+| ` + "`max_chars`" + ` | ` + "`0`" + ` (no limit) | split a longer tool loop into parts (turn mode) |
 | ` + "`follow_minutes`" + ` | ` + "`3`" + ` | window of follow mode |
 | ` + "`max_tool_output`" + ` | ` + "`6000`" + ` | longer tool results keep their first two thirds and last third around a marker |
 | ` + "`redact_emails`" + ` | ` + "`false`" + ` | also redact e-mail addresses |
@@ -227,7 +238,9 @@ skipped. The stage never fails on log content.
 - ` + "`records`" + `: JSONL of chat records. ` + "`meta`" + `: ` + "`source`" + ` ("claude_logs"), ` + "`group`" + ` and
   ` + "`session`" + ` (the session id; sub-agent examples share it, so a session never straddles a
   split), ` + "`project`" + `, ` + "`agent`" + ` (sub-agents), ` + "`turn`" + `, ` + "`start`" + `/` + "`end`" + ` timestamps,
-  ` + "`version`" + ` (Claude Code's), ` + "`mode`" + `, ` + "`context_messages`" + `.
+  ` + "`version`" + ` (Claude Code's), ` + "`mode`" + `, ` + "`context_messages`" + ` (leading messages after the
+  system prompt that are context), ` + "`part`" + ` (split turns), ` + "`pair`" + ` (pair mode),
+  ` + "`after_compaction`" + `.
 - ` + "`report`" + `: JSON with sessions, files, bytes, records in (lines) by type, records out, dropped
   lines/blocks/examples by reason, redactions by kind, malformed lines by kind with examples.
 `

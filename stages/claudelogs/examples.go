@@ -116,6 +116,8 @@ type example struct {
 	end      string
 	pairSeq  int
 	hasPairs bool
+	part     int  // the part of a split turn
+	split    bool // the turn was split into parts
 }
 
 var zero = 0.0
@@ -155,13 +157,101 @@ func turnExamples(seg []*turn, cfg *Config) []example {
 			}
 			ctx = append(part, ctx...)
 		}
-		msgs := append(ctx, t.prompt.msg)
-		for _, m := range t.msgs {
-			msgs = append(msgs, m.msg)
+		chunks := [][]timed{t.msgs}
+		if cfg.MaxChars > 0 {
+			chunks = splitLoop(t.msgs, cfg.MaxChars-len(t.prompt.msg.Content))
 		}
-		out = append(out, example{turn: t, msgs: msgs, context: len(ctx), start: t.prompt.ts, end: t.msgs[len(t.msgs)-1].ts})
+		done := 0 // loop messages before the current chunk
+		for k, chunk := range chunks {
+			var msgs []artifacts.Message
+			if k == 0 {
+				msgs = append(ctx, t.prompt.msg)
+			} else {
+				// A later part: the prompt, then the end of the loop so
+				// far (whole steps within context_chars) as context.
+				msgs = []artifacts.Message{t.prompt.msg}
+				start, chars := done, 0
+				for start > 0 {
+					s := stepStart(t.msgs, start-1)
+					c := 0
+					for _, m := range t.msgs[s:start] {
+						c += messageChars(m.msg)
+					}
+					if chars+c > cfg.ContextChars {
+						break
+					}
+					chars += c
+					start = s
+				}
+				for _, m := range t.msgs[start:done] {
+					mm := m.msg
+					if mm.Role == "assistant" {
+						mm.Weight = &zero
+					}
+					msgs = append(msgs, mm)
+				}
+			}
+			contextN := len(msgs) - 1
+			// A part ends with its last assistant message; the results
+			// after it open the next part's context.
+			body := chunk
+			for len(body) > 0 && body[len(body)-1].msg.Role != "assistant" {
+				body = body[:len(body)-1]
+			}
+			for _, m := range body {
+				msgs = append(msgs, m.msg)
+			}
+			ex := example{turn: t, msgs: msgs, context: contextN, start: t.prompt.ts, end: body[len(body)-1].ts, part: k, split: len(chunks) > 1}
+			out = append(out, ex)
+			done += len(chunk)
+		}
 	}
 	return out
+}
+
+// stepStart returns the index of the assistant message that starts the
+// step holding msgs[i] (a step is an assistant message and the tool
+// results and other input that follow it).
+func stepStart(msgs []timed, i int) int {
+	for i > 0 && msgs[i].msg.Role != "assistant" {
+		i--
+	}
+	return i
+}
+
+// splitLoop cuts a turn's loop into parts of at most budget characters
+// at step boundaries (a step is an assistant message and what follows it
+// up to the next one, so every part starts with an assistant message). A
+// step longer than the budget is a part of its own.
+func splitLoop(msgs []timed, budget int) [][]timed {
+	var steps [][]timed
+	for i := 0; i < len(msgs); {
+		j := i + 1
+		for j < len(msgs) && msgs[j].msg.Role != "assistant" {
+			j++
+		}
+		steps = append(steps, msgs[i:j])
+		i = j
+	}
+	var parts [][]timed
+	var cur []timed
+	chars := 0
+	for _, st := range steps {
+		c := 0
+		for _, m := range st {
+			c += messageChars(m.msg)
+		}
+		if len(cur) > 0 && chars+c > budget {
+			parts = append(parts, cur)
+			cur, chars = nil, 0
+		}
+		cur = append(cur, st...)
+		chars += c
+	}
+	if len(cur) > 0 {
+		parts = append(parts, cur)
+	}
+	return parts
 }
 
 func messageChars(m artifacts.Message) int {

@@ -204,6 +204,9 @@ func (s *Stage) record(ex example, c conversation, sessionID, project string) *a
 	if ex.hasPairs {
 		meta["pair"] = ex.pairSeq
 	}
+	if ex.split {
+		meta["part"] = ex.part
+	}
 	if ex.turn.summary {
 		meta["after_compaction"] = true
 	}

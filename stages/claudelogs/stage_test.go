@@ -3,7 +3,9 @@ package claudelogs
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -624,5 +626,53 @@ func TestWarmupAgentDropped(t *testing.T) {
 	}
 	if rep := parseReport(t, report); rep.Dropped["warmup_agent"] != 1 || rep.SubagentFiles != 1 {
 		t.Errorf("dropped %v, sub-agent files %d", rep.Dropped, rep.SubagentFiles)
+	}
+}
+
+// TestMaxCharsSplitsLongLoops splits the long autonomous turns of the real
+// 2.1.39 session: every part fits (or is a single step), parts are
+// well-formed, and together they train on each assistant message of the
+// turn exactly once.
+func TestMaxCharsSplitsLongLoops(t *testing.T) {
+	dir := t.TempDir()
+	copyTree(t, "testdata/real/marot_spotter", filepath.Join(dir, "p"))
+	whole, _ := run(t, decode(t, ``), 1, dir)
+	split, _ := run(t, decode(t, `max_chars = 12000`), 1, dir)
+	wholeRecs, splitRecs := parseRecords(t, whole), parseRecords(t, split)
+	checkStructure(t, splitRecs)
+	if len(splitRecs) <= len(wholeRecs) {
+		t.Fatalf("%d records split, %d whole", len(splitRecs), len(wholeRecs))
+	}
+	key := func(r *artifacts.Record) string {
+		return fmt.Sprint(r.MetaString("session"), r.MetaString("agent"), r.Meta["turn"])
+	}
+	targets := func(r *artifacts.Record) (n int) {
+		for _, m := range r.Messages {
+			if m.Role == "assistant" && m.Weight == nil {
+				n++
+			}
+		}
+		return n
+	}
+	want, got := map[string]int{}, map[string]int{}
+	for _, r := range wholeRecs {
+		want[key(r)] += targets(r)
+	}
+	for _, r := range splitRecs {
+		got[key(r)] += targets(r)
+		ctx := int(r.Meta["context_messages"].(float64))
+		chars, steps := 0, 0
+		for _, m := range r.Messages[1+ctx+1:] {
+			chars += messageChars(m)
+			if m.Role == "assistant" {
+				steps++
+			}
+		}
+		if chars > 12000 && steps > 1 {
+			t.Errorf("part %v of %s: %d characters in %d steps", r.Meta["part"], key(r), chars, steps)
+		}
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("trained assistant messages per turn: split %v, whole %v", got, want)
 	}
 }

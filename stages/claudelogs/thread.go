@@ -223,10 +223,27 @@ type builder struct {
 	results map[string]bool // tool results already emitted
 }
 
+// clean strips system reminders and ANSI codes, redacts, and trims
+// surrounding white space.
 func (b *builder) clean(s string) string {
+	return strings.TrimSpace(b.cleanKeepIndent(s))
+}
+
+// cleanKeepIndent is clean for tool output: leading spaces stay (Read
+// output starts with right-aligned line numbers), only leading blank
+// lines and trailing white space go.
+func (b *builder) cleanKeepIndent(s string) string {
 	s, n := stripTag(s, "system-reminder")
 	b.rep.drop("block:system_reminder", n)
-	return strings.TrimSpace(b.det.Redact(stripANSI(s), b.counts))
+	s = b.det.Redact(stripANSI(s), b.counts)
+	s = strings.TrimRight(s, " \t\r\n")
+	for {
+		i := strings.IndexByte(s, '\n')
+		if i < 0 || strings.TrimSpace(s[:i]) != "" {
+			return s
+		}
+		s = s[i+1:]
+	}
 }
 
 // events rebuilds the events of one path.
@@ -334,7 +351,7 @@ func (b *builder) assistant(n *node, evs []event) []event {
 		if ref.n.Rejected || isRejection(text) {
 			return append(evs, event{kind: evCut, cut: "rejected_tool_call", dropLast: true, ts: ref.n.Timestamp})
 		}
-		text = b.clean(text)
+		text = b.cleanKeepIndent(text)
 		text, cut := truncate(text, b.cfg.MaxToolOutput)
 		if cut {
 			b.rep.TruncatedToolOutputs++
