@@ -676,3 +676,20 @@ func TestMaxCharsSplitsLongLoops(t *testing.T) {
 		t.Errorf("trained assistant messages per turn: split %v, whole %v", got, want)
 	}
 }
+
+// TestRejectionTextInOutput: a successful tool result that merely contains
+// the rejection sentence (the model read a transcript) does not cut.
+func TestRejectionTextInOutput(t *testing.T) {
+	dir := t.TempDir()
+	sb := newSession("7d7d7d7d-0000-4000-8000-000000000005", "/home/zed/p")
+	sb.user("what did the last session say?", 0)
+	sb.assistant("msg_r1", 2, toolUse("toolu_r1", "Bash", `{"command":"tail -1 notes.txt"}`))
+	sb.result("toolu_r1", "The user doesn't want to proceed with this tool use. (quoted from a log)", 3)
+	sb.assistant("msg_r2", 4, textBlock("It quotes a rejected tool call."))
+	sb.write(t, dir)
+	records, report := run(t, decode(t, ``), 1, dir)
+	recs := parseRecords(t, records)
+	if len(recs) != 1 || roles(recs[0]) != "system,user,assistant,tool,assistant" {
+		t.Errorf("records %d: %s (report %s)", len(recs), roles(recs[0]), report)
+	}
+}

@@ -348,7 +348,7 @@ func (b *builder) assistant(n *node, evs []event) []event {
 		blk := ref.n.blocks[ref.block]
 		text, images := toolResultText(blk.Content)
 		b.rep.OmittedImages += images
-		if ref.n.Rejected || isRejection(text) {
+		if ref.n.Rejected || (blk.IsError && isRejection(text)) {
 			return append(evs, event{kind: evCut, cut: "rejected_tool_call", dropLast: true, ts: ref.n.Timestamp})
 		}
 		text = b.cleanKeepIndent(text)
