@@ -45,6 +45,7 @@ type conversation struct {
 // fileIndex indexes one file's nodes.
 type fileIndex struct {
 	pf      *parsedFile
+	rep     *Report
 	byUUID  map[string]*node
 	groups  map[string][]*node // assistant lines by reply
 	results map[string]resultRef
@@ -59,6 +60,7 @@ type resultRef struct {
 func indexFile(pf *parsedFile, rep *Report) *fileIndex {
 	ix := &fileIndex{
 		pf:      pf,
+		rep:     rep,
 		byUUID:  make(map[string]*node, len(pf.nodes)),
 		groups:  map[string][]*node{},
 		results: map[string]resultRef{},
@@ -142,6 +144,11 @@ func (ix *fileIndex) pathTo(leaf *node) []*node {
 	for cur := leaf; cur != nil && !seen[cur]; cur = ix.up(cur) {
 		seen[cur] = true
 		path = append(path, cur)
+		if cur.parent() != "" && ix.byUUID[cur.parent()] == nil {
+			// The parent line is not in the file (a log copied in part,
+			// or a line that failed to parse): the path starts here.
+			ix.rep.drop("broken_chain", 1)
+		}
 	}
 	for i, j := 0, len(path)-1; i < j; i, j = i+1, j-1 {
 		path[i], path[j] = path[j], path[i]
@@ -153,7 +160,7 @@ func (ix *fileIndex) pathTo(leaf *node) []*node {
 // in) as root-to-leaf paths, one per root, in the order of their first
 // chat line: 1.0.x inline sub-agents, each starting at parentUuid null.
 // The leaf of a root is its last chat line in file order.
-func (ix *fileIndex) paths(in func(*node) bool, rep *Report) [][]*node {
+func (ix *fileIndex) paths(in func(*node) bool) [][]*node {
 	rootOf := map[*node]*node{}
 	var findRoot func(n *node) *node
 	findRoot = func(n *node) *node {
@@ -174,9 +181,6 @@ func (ix *fileIndex) paths(in func(*node) bool, rep *Report) [][]*node {
 			chain = append(chain, cur)
 			p := ix.up(cur)
 			if p == nil {
-				if cur.parent() != "" {
-					rep.drop("broken_chain", 1)
-				}
 				root = cur
 				break
 			}
@@ -459,7 +463,7 @@ func sessionConversations(files []*parsedFile, agentFile []bool, cfg *Config, de
 			add(ix.mainPath(func(*node) bool { return true }), agent)
 		} else {
 			add(ix.mainPath(func(n *node) bool { return !n.IsSidechain }), "")
-			for _, p := range ix.paths(func(n *node) bool { return n.IsSidechain }, rep) {
+			for _, p := range ix.paths(func(n *node) bool { return n.IsSidechain }) {
 				add(p, inlineAgentID(p))
 			}
 		}
