@@ -71,11 +71,18 @@ func (m *Manifest) Marshal() ([]byte, error) {
 			return nil, fmt.Errorf("manifest entry %q: negative size", e.Path)
 		}
 		prev = e.Path
-		mode := "-"
+		mode := byte('-')
 		if e.Exec {
-			mode = "x"
+			mode = 'x'
 		}
-		fmt.Fprintf(&b, "%s %d %s %s\n", e.Digest, e.Size, mode, strconv.Quote(e.Path))
+		b.WriteString(string(e.Digest))
+		b.WriteByte(' ')
+		b.Write(strconv.AppendInt(nil, e.Size, 10))
+		b.WriteByte(' ')
+		b.WriteByte(mode)
+		b.WriteByte(' ')
+		b.Write(strconv.AppendQuote(nil, e.Path))
+		b.WriteByte('\n')
 	}
 	return b.Bytes(), nil
 }

@@ -1,14 +1,12 @@
 package cache
 
 import (
-	"bufio"
 	"bytes"
-	"fmt"
+	"encoding/base64"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/pipeml/pipe/artifacts"
@@ -18,7 +16,15 @@ import (
 type ItemResult struct {
 	Digest artifacts.Digest
 	Size   int64
+	// Data holds the result itself when it is at most InlineMax bytes; it
+	// is then stored in the index rather than as an object, so that a
+	// stage with thousands of small results reads one file, not
+	// thousands. Its digest is verified on use all the same.
+	Data []byte
 }
+
+// InlineMax is the largest item result kept inside the index.
+const InlineMax = 1024
 
 // ItemIndex maps item keys (hashes of everything an item's result depends
 // on) to result objects. The engine keeps one index per stage, so that a
@@ -45,17 +51,30 @@ func (c *Cache) ItemIndex(id string) *ItemIndex {
 }
 
 func parseItemIndex(b []byte, m map[string]ItemResult) {
-	for line := range bytes.SplitSeq(b, []byte{'\n'}) {
-		f := strings.Fields(string(line))
-		if len(f) != 3 {
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		key, rest, ok1 := bytes.Cut(line, []byte{' '})
+		dig, rest, ok2 := bytes.Cut(rest, []byte{' '})
+		size, data, inline := bytes.Cut(rest, []byte{' '})
+		if !ok1 || !ok2 || len(key) != 64 || len(dig) != 64 {
 			continue
 		}
-		n, err := strconv.ParseInt(f[2], 10, 64)
-		d := artifacts.Digest(f[1])
-		if err != nil || !d.Valid() {
+		n, err := strconv.ParseInt(string(size), 10, 64)
+		if err != nil {
 			continue
 		}
-		m[f[0]] = ItemResult{Digest: d, Size: n}
+		r := ItemResult{Digest: artifacts.Digest(dig), Size: n}
+		if inline {
+			if r.Data, err = base64.StdEncoding.AppendDecode(make([]byte, 0, n), data); err != nil || int64(len(r.Data)) != n {
+				continue
+			}
+		}
+		m[string(key)] = r
 	}
 }
 
@@ -71,7 +90,7 @@ func (ix *ItemIndex) Get(key string) (ItemResult, bool) {
 func (ix *ItemIndex) Put(key string, r ItemResult) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	if old, ok := ix.m[key]; ok && old == r {
+	if old, ok := ix.m[key]; ok && old.Digest == r.Digest && old.Size == r.Size && (old.Data == nil) == (r.Data == nil) {
 		return
 	}
 	ix.m[key] = r
@@ -119,14 +138,21 @@ func (ix *ItemIndex) Save() error {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	var b bytes.Buffer
-	w := bufio.NewWriter(&b)
+	b := make([]byte, 0, len(keys)*180)
 	for _, k := range keys {
 		r := ix.m[k]
-		fmt.Fprintf(w, "%s %s %d\n", k, r.Digest, r.Size)
+		b = append(b, k...)
+		b = append(b, ' ')
+		b = append(b, r.Digest...)
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, r.Size, 10)
+		if r.Data != nil {
+			b = append(b, ' ')
+			b = base64.StdEncoding.AppendEncode(b, r.Data)
+		}
+		b = append(b, '\n')
 	}
-	w.Flush()
-	if err := WriteFileAtomic(ix.path, b.Bytes()); err != nil {
+	if err := WriteFileAtomic(ix.path, b); err != nil {
 		return err
 	}
 	ix.dirty = false
@@ -138,7 +164,9 @@ func (ix *ItemIndex) digests() []artifacts.Digest {
 	defer ix.mu.Unlock()
 	out := make([]artifacts.Digest, 0, len(ix.m))
 	for _, r := range ix.m {
-		out = append(out, r.Digest)
+		if r.Data == nil {
+			out = append(out, r.Digest)
+		}
 	}
 	return out
 }
@@ -153,3 +181,6 @@ func (ix *ItemIndex) Results() map[string]ItemResult {
 	}
 	return out
 }
+
+// Path is the file the index is stored in.
+func (ix *ItemIndex) Path() string { return ix.path }

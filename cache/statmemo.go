@@ -1,7 +1,6 @@
 package cache
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -71,8 +70,12 @@ func LoadStatMemo(path string) *StatMemo {
 			}
 			return v
 		}
-		e.id.Dev = uint64(parse(f[0]))
-		e.id.Ino = uint64(parse(f[1]))
+		dev, err1 := strconv.ParseUint(f[0], 10, 64)
+		ino, err2 := strconv.ParseUint(f[1], 10, 64)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		e.id.Dev, e.id.Ino = dev, ino
 		e.id.Size = parse(f[2])
 		e.id.Mtime = parse(f[3])
 		e.id.Ctime = parse(f[4])
@@ -101,14 +104,25 @@ func (s *StatMemo) Save() error {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	var b bytes.Buffer
-	w := bufio.NewWriter(&b)
+	b := make([]byte, 0, len(keys)*160)
 	for _, k := range keys {
 		e := s.m[k]
-		fmt.Fprintf(w, "%d %d %d %d %d %s %s\n", e.id.Dev, e.id.Ino, e.id.Size, e.id.Mtime, e.id.Ctime, e.digest, k)
+		b = strconv.AppendUint(b, e.id.Dev, 10)
+		b = append(b, ' ')
+		b = strconv.AppendUint(b, e.id.Ino, 10)
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, e.id.Size, 10)
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, e.id.Mtime, 10)
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, e.id.Ctime, 10)
+		b = append(b, ' ')
+		b = append(b, e.digest...)
+		b = append(b, ' ')
+		b = append(b, k...)
+		b = append(b, '\n')
 	}
-	w.Flush()
-	if err := WriteFileAtomic(s.path, b.Bytes()); err != nil {
+	if err := WriteFileAtomic(s.path, b); err != nil {
 		return err
 	}
 	s.dirty = false
@@ -196,9 +210,9 @@ type PathDigest struct {
 }
 
 // HashPaths returns the digest of each path (files by content, folders by
-// manifest), hashing the files that the memo does not know on up to
-// parallel goroutines. Symbolic links are followed; special files inside
-// folders are skipped.
+// manifest). Files are stat'ed, looked up in the memo and, when unknown,
+// hashed on up to parallel goroutines. Symbolic links are followed;
+// special files and dangling links inside folders are skipped.
 func (s *StatMemo) HashPaths(ctx context.Context, paths []string, parallel int) ([]PathDigest, error) {
 	if parallel < 1 {
 		parallel = runtime.GOMAXPROCS(0)
@@ -206,7 +220,6 @@ func (s *StatMemo) HashPaths(ctx context.Context, paths []string, parallel int) 
 	out := make([]PathDigest, len(paths))
 	type job struct {
 		path  string
-		fi    fs.FileInfo
 		owner int // index in out
 		entry int // index in that manifest, or -1 for a plain file
 	}
@@ -218,12 +231,14 @@ func (s *StatMemo) HashPaths(ctx context.Context, paths []string, parallel int) 
 			return nil, err
 		}
 		if !fi.IsDir() {
-			jobs = append(jobs, job{p, fi, i, -1})
+			jobs = append(jobs, job{p, i, -1})
 			continue
 		}
 		out[i].Dir = true
 		m := &artifacts.Manifest{}
 		out[i].Manifest = m
+		// Walk without stat'ing (ReadDir gives the types); the workers
+		// stat in parallel.
 		err = filepath.WalkDir(p, func(fp string, de fs.DirEntry, err error) error {
 			if err != nil {
 				return err
@@ -231,22 +246,12 @@ func (s *StatMemo) HashPaths(ctx context.Context, paths []string, parallel int) 
 			if de.IsDir() {
 				return nil
 			}
-			fi, err := os.Stat(fp)
-			if err != nil {
-				if errors.Is(err, fs.ErrNotExist) {
-					return nil // dangling link
-				}
-				return err
-			}
-			if !fi.Mode().IsRegular() {
-				return nil
-			}
 			rel, err := filepath.Rel(p, fp)
 			if err != nil {
 				return err
 			}
-			m.Entries = append(m.Entries, artifacts.ManifestEntry{Path: filepath.ToSlash(rel), Size: fi.Size(), Exec: fi.Mode()&0o100 != 0})
-			jobs = append(jobs, job{fp, fi, i, len(m.Entries) - 1})
+			m.Entries = append(m.Entries, artifacts.ManifestEntry{Path: filepath.ToSlash(rel)})
+			jobs = append(jobs, job{fp, i, len(m.Entries) - 1})
 			return nil
 		})
 		if err != nil {
@@ -257,8 +262,7 @@ func (s *StatMemo) HashPaths(ctx context.Context, paths []string, parallel int) 
 	var firstErr error
 	var errOnce sync.Once
 	var wg sync.WaitGroup
-	workers := min(parallel, len(jobs))
-	for range workers {
+	for range min(parallel, len(jobs)) {
 		wg.Go(func() {
 			for {
 				k := int(next.Add(1) - 1)
@@ -266,7 +270,15 @@ func (s *StatMemo) HashPaths(ctx context.Context, paths []string, parallel int) 
 					return
 				}
 				j := jobs[k]
-				d, n, err := s.hashStat(j.path, j.fi)
+				fi, err := os.Stat(j.path)
+				if j.entry >= 0 && (errors.Is(err, fs.ErrNotExist) || err == nil && !fi.Mode().IsRegular()) {
+					continue // dangling link or special file: left out below
+				}
+				var d artifacts.Digest
+				var n int64
+				if err == nil {
+					d, n, err = s.hashStat(j.path, fi)
+				}
 				if err != nil {
 					errOnce.Do(func() { firstErr = err })
 					return
@@ -275,7 +287,7 @@ func (s *StatMemo) HashPaths(ctx context.Context, paths []string, parallel int) 
 					out[j.owner].Digest, out[j.owner].Size = d, n
 				} else {
 					e := &out[j.owner].Manifest.Entries[j.entry]
-					e.Digest, e.Size = d, n
+					e.Digest, e.Size, e.Exec = d, n, fi.Mode()&0o100 != 0
 				}
 			}
 		})
@@ -292,6 +304,13 @@ func (s *StatMemo) HashPaths(ctx context.Context, paths []string, parallel int) 
 			continue
 		}
 		m := out[i].Manifest
+		kept := m.Entries[:0]
+		for _, e := range m.Entries {
+			if e.Digest != "" {
+				kept = append(kept, e)
+			}
+		}
+		m.Entries = kept
 		m.Sort()
 		d, err := m.Digest()
 		if err != nil {

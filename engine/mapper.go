@@ -2,9 +2,13 @@ package engine
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/zeebo/blake3"
 	"io"
 	"os"
 	"path/filepath"
@@ -87,9 +91,26 @@ func (r *run) runMapper(ctx context.Context, n *Node, m stages.Mapper, env *stag
 	}
 	files = dedup(files)
 	sort.Strings(files)
-	digests := map[string]artifacts.Digest{}
-	if len(files) > 0 {
-		ds, err := ws.Memo.HashPaths(ctx, files, r.parallelism)
+	// Most item files were hashed a moment ago for the action key: take
+	// their digests from the input manifests and hash only the others.
+	digests := make(map[string]artifacts.Digest, len(files))
+	for _, in := range ki.parts.Inputs {
+		if m := ki.manifests[in.Path]; m != nil {
+			for _, e := range m.Entries {
+				digests[filepath.Join(in.Path, filepath.FromSlash(e.Path))] = e.Digest
+			}
+		} else if !in.Dir {
+			digests[in.Path] = in.Digest
+		}
+	}
+	var rest []string
+	for _, f := range files {
+		if _, ok := digests[f]; !ok {
+			rest = append(rest, f)
+		}
+	}
+	if len(rest) > 0 {
+		ds, err := ws.Memo.HashPaths(ctx, rest, r.parallelism)
 		if err != nil {
 			return nil, err
 		}
@@ -98,15 +119,20 @@ func (r *run) runMapper(ctx context.Context, n *Node, m stages.Mapper, env *stag
 		}
 	}
 	base := itemBaseKey(n, ki, files)
+	// One small hash per item: base key, then the length-prefixed item
+	// key, then each file's digest (fixed length).
 	keys := make([]string, len(items))
+	buf := make([]byte, 0, 256)
 	for i, it := range items {
-		h := cache.NewHasher()
-		h.String("base", base)
-		h.String("item", it.Key)
+		buf = append(buf[:0], base...)
+		buf = binary.AppendUvarint(buf, uint64(len(it.Key)))
+		buf = append(buf, it.Key...)
+		buf = binary.AppendUvarint(buf, uint64(len(it.Files)))
 		for _, f := range it.Files {
-			h.String("file", string(digests[f]))
+			buf = append(buf, digests[f]...)
 		}
-		keys[i] = h.Sum()
+		sum := blake3.Sum256(buf)
+		keys[i] = hex.EncodeToString(sum[:])
 	}
 	ix := ws.Cache.ItemIndex(n.Def.Name + "\x00" + n.Name)
 	counts := &ItemCounts{Total: len(items)}
@@ -142,7 +168,7 @@ func (r *run) runMapper(ctx context.Context, n *Node, m stages.Mapper, env *stag
 		var bad sync.Map
 		rs := make([]stages.ItemResult, len(items))
 		for i := range items {
-			rs[i] = stages.ItemResult{Item: items[i], Open: r.itemOpener(i, results[i].Digest, &bad)}
+			rs[i] = stages.ItemResult{Item: items[i], Open: r.itemOpener(i, results[i], &bad)}
 		}
 		err := m.Reduce(ctx, env, rs)
 		var badIdx []int
@@ -188,10 +214,17 @@ func (r *run) runMapper(ctx context.Context, n *Node, m stages.Mapper, env *stag
 
 // itemOpener opens a cached item result, noting item i in bad when the
 // object is missing or corrupt.
-func (r *run) itemOpener(i int, d artifacts.Digest, bad *sync.Map) func() (io.ReadCloser, error) {
+func (r *run) itemOpener(i int, res cache.ItemResult, bad *sync.Map) func() (io.ReadCloser, error) {
 	c := r.plan.Workspace.Cache
 	return func() (io.ReadCloser, error) {
-		rc, err := c.Open(d)
+		if res.Data != nil {
+			if artifacts.DigestBytes(res.Data) != res.Digest {
+				bad.Store(i, true)
+				return nil, fmt.Errorf("item result %s: %w", res.Digest.Short(), cache.ErrCorrupt)
+			}
+			return io.NopCloser(bytes.NewReader(res.Data)), nil
+		}
+		rc, err := c.Open(res.Digest)
 		if err != nil {
 			if errors.Is(err, cache.ErrNotFound) || errors.Is(err, cache.ErrCorrupt) {
 				bad.Store(i, true)
@@ -266,26 +299,64 @@ func (r *run) mapItems(ctx context.Context, m stages.Mapper, env *stages.Env, it
 }
 
 func mapOne(ctx context.Context, c *cache.Cache, m stages.Mapper, env *stages.Env, it stages.Item) (cache.ItemResult, error) {
-	f, err := c.TempFile()
-	if err != nil {
-		return cache.ItemResult{}, err
-	}
-	name := f.Name()
-	defer os.Remove(name)
-	w := bufio.NewWriterSize(f, 1<<16)
-	err = m.Map(ctx, env, it, w)
+	w := &spillWriter{c: c}
+	defer w.cleanup()
+	bw := bufio.NewWriterSize(w, 1<<16)
+	err := m.Map(ctx, env, it, bw)
 	if err == nil {
-		err = w.Flush()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
+		err = bw.Flush()
 	}
 	if err != nil {
 		return cache.ItemResult{}, err
 	}
+	if w.f == nil {
+		data := append([]byte{}, w.buf...)
+		return cache.ItemResult{Digest: artifacts.DigestBytes(data), Size: int64(len(data)), Data: data}, nil
+	}
+	name := w.f.Name()
+	if err := w.f.Close(); err != nil {
+		return cache.ItemResult{}, err
+	}
+	w.f = nil
 	d, size, err := c.PutFile(name)
 	if err != nil {
+		os.Remove(name)
 		return cache.ItemResult{}, err
 	}
 	return cache.ItemResult{Digest: d, Size: size}, nil
+}
+
+// spillWriter keeps an item result in memory while it is small enough to
+// be stored inline in the item index, and spills it to a temporary file in
+// the cache when it grows larger.
+type spillWriter struct {
+	c   *cache.Cache
+	buf []byte
+	f   *os.File
+}
+
+func (w *spillWriter) Write(p []byte) (int, error) {
+	if w.f == nil && len(w.buf)+len(p) <= cache.InlineMax {
+		w.buf = append(w.buf, p...)
+		return len(p), nil
+	}
+	if w.f == nil {
+		f, err := w.c.TempFile()
+		if err != nil {
+			return 0, err
+		}
+		w.f = f
+		if _, err := f.Write(w.buf); err != nil {
+			return 0, err
+		}
+		w.buf = nil
+	}
+	return w.f.Write(p)
+}
+
+func (w *spillWriter) cleanup() {
+	if w.f != nil {
+		w.f.Close()
+		os.Remove(w.f.Name())
+	}
 }

@@ -261,13 +261,43 @@ func (p *project) script(t *testing.T, steps string) string {
 			pl := p.plan()
 			node := pl.Nodes[f[1]]
 			ix := p.ws.Cache.ItemIndex(node.Def.Name + "\x00" + node.Name)
+			// Results stored as objects are corrupted in place; inline
+			// results are corrupted inside the index file, keeping their
+			// length.
 			var objs []string
 			for _, r := range ix.Results() {
-				objs = append(objs, p.ws.Cache.ObjectPath(r.Digest))
+				if r.Data == nil {
+					objs = append(objs, p.ws.Cache.ObjectPath(r.Digest))
+				}
 			}
 			sort.Strings(objs)
-			for _, o := range objs[:n] {
+			for _, o := range objs[:min(n, len(objs))] {
 				corruptFile(t, o)
+			}
+			if k := n - len(objs); k > 0 {
+				b, err := os.ReadFile(ix.Path())
+				if err != nil {
+					t.Fatal(err)
+				}
+				lines := strings.Split(string(b), "\n")
+				for i := range lines {
+					f := strings.Fields(lines[i])
+					if k == 0 || len(f) != 4 {
+						continue
+					}
+					data := []byte(f[3])
+					if data[0] == 'A' {
+						data[0] = 'B'
+					} else {
+						data[0] = 'A'
+					}
+					f[3] = string(data)
+					lines[i] = strings.Join(f, " ")
+					k--
+				}
+				if err := os.WriteFile(ix.Path(), []byte(strings.Join(lines, "\n")), 0o644); err != nil {
+					t.Fatal(err)
+				}
 			}
 		case "cat":
 			b, err := os.ReadFile(p.ws.OutPath(f[1], f[2]))
