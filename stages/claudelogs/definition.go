@@ -170,7 +170,9 @@ that session.
 - Lines of one API reply (same ` + "`message.id`" + ` and ` + "`requestId`" + `) are merged into one assistant
   message, wherever they sit: parallel tool calls put sibling lines off the main path, and they are
   taken back with their results (matched by ` + "`tool_use_id`" + `). Repeated blocks are de-duplicated.
-- Several roots in one file (1.0.x sub-agents, independent chains) are separate conversations.
+- 1.0.x inline sub-agents (` + "`isSidechain`" + ` lines) are grouped by the root of their chain, one
+  conversation each. A compaction boundary whose ` + "`logicalParentUuid`" + ` is not in the file
+  continues from the line before it, so a compaction never splits a session in two.
 - Sub-agent conversations are examples of their own (parameter ` + "`subagents`" + `); the compaction
   agent (` + "`agent-acompact-*`" + `) is never used: its summary is context, not a target; nor are
   2.0.x cache warm-up sidechains (prompt "Warmup").
