@@ -132,7 +132,11 @@ func (r *chatRenderer) render(msgs []artifacts.Message, tools []artifacts.Tool, 
 				}
 			}
 			b.WriteString("<|im_end|>")
-			r.assistant = append(r.assistant, [2]int{start, b.Len()})
+			if m.Weight == nil || *m.Weight != 0 {
+				// A weight-0 assistant message is context only: rendered,
+				// never trained on.
+				r.assistant = append(r.assistant, [2]int{start, b.Len()})
+			}
 			b.WriteString("\n")
 		case m.Role == "tool":
 			if i == 0 || msgs[i-1].Role != "tool" {

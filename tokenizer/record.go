@@ -20,7 +20,9 @@ import (
 // only") loss does in Qwen's SFT and in TRL: for every assistant turn, the
 // text from just after "<|im_start|>assistant\n" through its closing
 // "<|im_end|>" (content, <tool_call> blocks and <|im_end|>), but not the
-// "<|im_start|>assistant\n" header nor the "\n" after <|im_end|>. System,
+// "<|im_start|>assistant\n" header nor the "\n" after <|im_end|>. An
+// assistant message whose Weight is 0 is context only and stays out of the
+// mask (claude_logs marks earlier turns placed before the taught one so). System,
 // user and tool turns are out. A token is in the mask if it overlaps such
 // a range; this is the rule of transformers'
 // return_assistant_tokens_mask (char_to_token of the range's first and

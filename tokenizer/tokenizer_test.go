@@ -232,3 +232,45 @@ func TestConcurrentUse(t *testing.T) {
 		t.Error(e)
 	}
 }
+
+// TestEncodeRecordWeightZero checks that an assistant message marked as
+// context (weight 0) is rendered exactly as without the mark but is left
+// out of the loss mask, while the taught turn stays in it.
+func TestEncodeRecordWeightZero(t *testing.T) {
+	tok := loadDefault(t)
+	zero := 0.0
+	msgs := func(w *float64) []artifacts.Message {
+		return []artifacts.Message{
+			{Role: "user", Content: "first question"},
+			{Role: "assistant", Content: "earlier answer", Weight: w},
+			{Role: "user", Content: "second question"},
+			{Role: "assistant", Content: "taught answer"},
+		}
+	}
+	plainIDs, plainMask, err := tok.EncodeRecord(&artifacts.Record{Messages: msgs(nil)}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, mask, err := tok.EncodeRecord(&artifacts.Record{Messages: msgs(&zero)}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(ids, plainIDs) {
+		t.Fatalf("weight changed the rendered ids")
+	}
+	masked := func(m []bool) string {
+		var sel []int32
+		for i, on := range m {
+			if on {
+				sel = append(sel, ids[i])
+			}
+		}
+		return tok.Decode(sel)
+	}
+	if got, want := masked(plainMask), "earlier answer<|im_end|>taught answer<|im_end|>"; got != want {
+		t.Errorf("mask without weights selects %q, want %q", got, want)
+	}
+	if got, want := masked(mask), "taught answer<|im_end|>"; got != want {
+		t.Errorf("mask with weight 0 selects %q, want %q", got, want)
+	}
+}
