@@ -2,6 +2,7 @@ package main
 
 import (
 	"github.com/pipeml/pipe/stages"
+	"github.com/pipeml/pipe/stages/claudelogs"
 	"github.com/pipeml/pipe/stages/codefim"
 	"github.com/pipeml/pipe/stages/command"
 	"github.com/pipeml/pipe/stages/lengths"
@@ -13,6 +14,7 @@ import (
 // Definition here; nothing registers itself.
 var builtinStages = []*stages.Definition{
 	command.Definition,
+	claudelogs.Definition,
 	command.EachDefinition,
 	codefim.Definition,
 	quality.Definition,
