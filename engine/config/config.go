@@ -420,10 +420,10 @@ func undeclaredVariable(name string, vars map[string]*Variable, subject *hcl.Ran
 }
 
 // parseVarValue reads a value given on the command line or in the
-// environment: taken literally for string variables, as an HCL expression
-// otherwise.
+// environment: taken literally for string and untyped variables, as an HCL
+// expression otherwise.
 func parseVarValue(v *Variable, s, what string) (cty.Value, hcl.Diagnostics) {
-	if v.Type == cty.String {
+	if v.Type == cty.String || v.Type == cty.DynamicPseudoType {
 		return cty.StringVal(s), nil
 	}
 	expr, diags := hclsyntax.ParseExpression([]byte(s), what, hcl.Pos{Line: 1, Column: 1, Byte: 0})
