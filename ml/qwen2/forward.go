@@ -234,13 +234,14 @@ func plainAttention(q, k, v, mask *G.Node, scale float64) *G.Node {
 	kvHeads := k.Shape().Dimensions[2]
 	group := heads / kvHeads
 	q5 := G.Reshape(q, bs, sq, kvHeads, group, d)
-	scores := G.Dot(q5, k).WithOutputDType(dtypes.Float32).Einsum("bqhgd,bkhd->bhgqk")
+	// Scores [b, h, q, g, k] in float32 (Einsum would ignore the output dtype).
+	scores := G.Dot(q5, k).WithOutputDType(dtypes.Float32).General([]int{4}, []int{0, 2}, []int{3}, []int{0, 2})
 	scores = G.MulScalar(scores, scale)
-	m := G.InsertAxes(mask, 1, 1) // [B,1,1,Sq,Skv]
+	m := G.InsertAxes(G.InsertAxes(mask, 1), 3) // [B,1,Sq,1,Skv]
 	m = G.BroadcastToShape(m, scores.Shape())
 	scores = G.Where(m, scores, G.Infinity(q.Graph(), dtypes.Float32, -1))
 	probs := G.ConvertDType(G.Softmax(scores, -1), q.DType())
-	out := G.Dot(probs, v).Einsum("bhgqk,bkhd->bqhgd")
+	out := G.Dot(probs, v).Einsum("bhqgk,bkhd->bqhgd")
 	return G.Reshape(out, bs, sq, heads, d)
 }
 

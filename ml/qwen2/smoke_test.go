@@ -96,3 +96,62 @@ func TestSmokeForwardBackward(t *testing.T) {
 	}
 	t.Logf("loss %v count %v, %d grads", loss, tensors.ToScalar[float32](out[1]), len(out)-3)
 }
+
+// TestLoRADropout checks that dropout is active only in training graphs
+// and that it changes the loss.
+func TestLoRADropout(t *testing.T) {
+	backend := testBackend(t)
+	m := randomModel(t, tinyConfig, Options{DType: dtypes.Float32}, 1)
+	if err := m.AddLoRA(LoRAConfig{Rank: 4, Alpha: 8, Dropout: 0.5}, 7); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range m.TrainableVariables() {
+		vals := tensors.MustCopyFlatData[float32](v.MustValue())
+		for i := range vals {
+			vals[i] += 0.05
+		}
+		v.MustSetValue(tensors.FromFlatDataAndDimensions(vals, v.Shape().Dimensions...))
+	}
+	if err := m.Store.SetRNGStateFromSeed(42); err != nil {
+		t.Fatal(err)
+	}
+	b := packedBatch(8, 1, tinyConfig.VocabSize, 1)
+	loss := func(training bool) float32 {
+		res, err := lossGradExec(t, backend, m, training, false).Exec(b.tokens, b.positions, b.segments, b.targets, b.weights)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tensors.ToScalar[float32](res[0])
+	}
+	eval1, eval2, train1, train2 := loss(false), loss(false), loss(true), loss(true)
+	if eval1 != eval2 {
+		t.Errorf("eval loss not deterministic: %v %v", eval1, eval2)
+	}
+	if train1 == eval1 || train1 == train2 {
+		t.Errorf("dropout inactive or RNG state not advancing: eval %v, train %v, %v", eval1, train1, train2)
+	}
+}
+
+// TestBFloat16PlainPath runs the plain attention path in bfloat16 on the
+// CPU and compares it with float32.
+func TestBFloat16PlainPath(t *testing.T) {
+	backend := testBackend(t)
+	b := packedBatch(24, 2, tinyConfig.VocabSize, 4)
+	var logits [][]float32
+	for _, dt := range []dtypes.DType{dtypes.Float32, dtypes.BFloat16} {
+		m := randomModel(t, tinyConfig, Options{DType: dt, Attention: AttentionPlain}, 3)
+		if err := m.AddLoRA(LoRAConfig{Rank: 4, Alpha: 8}, 1); err != nil {
+			t.Fatal(err)
+		}
+		l, _, grads := forwardAndGrads(t, backend, m, b)
+		if len(grads) != len(m.TrainableVariables()) {
+			t.Fatalf("%s: %d gradients", dt, len(grads))
+		}
+		logits = append(logits, l)
+	}
+	if r := relErr(logits[1], logits[0]); r > 0.03 {
+		t.Errorf("bf16 logits differ from f32 by %.3g", r)
+	} else {
+		t.Logf("bf16 vs f32 logits: relative error %.3g", r)
+	}
+}
