@@ -4,7 +4,6 @@ import (
 	"fmt"
 
 	"github.com/gomlx/compute/dtypes"
-	"github.com/gomlx/compute/shapes"
 	G "github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/core/tensors"
 	"github.com/gomlx/gomlx/ml/model"
@@ -19,8 +18,6 @@ type frozenTensor struct {
 	quant Quantization
 	dtype dtypes.DType // dtype of the value the graph sees
 	vars  []*model.Variable
-	// nf4Offset is the double-quantisation offset (a constant of the graph).
-	nf4Offset float32
 }
 
 // hostTensor is a frozen tensor prepared on the host, before it becomes
@@ -32,8 +29,10 @@ type hostTensor struct {
 	devSize int64
 }
 
-// prepareFrozen converts or quantises values on the host.
-func prepareFrozen(name string, shape []int, values []float32, q Quantization, dtype dtypes.DType) (*hostTensor, error) {
+// prepareFrozen converts or quantises values on the host (package quant
+// does the quantisation). pre, when non-nil, is the tensor already
+// quantised (from a cached file) and values is ignored.
+func prepareFrozen(name string, shape []int, values []float32, q Quantization, dtype dtypes.DType, pre *quant.Weight) (*hostTensor, error) {
 	ft := &frozenTensor{name: name, shape: shape, quant: q, dtype: dtype}
 	ht := &hostTensor{ft: ft}
 	add := func(n string, t *tensors.Tensor) {
@@ -41,37 +40,28 @@ func prepareFrozen(name string, shape []int, values []float32, q Quantization, d
 		ht.values = append(ht.values, t)
 		ht.devSize += int64(t.Shape().Memory())
 	}
-	switch q {
-	case QuantNone:
+	if q == QuantNone {
 		t, err := float32sToTensor(values, dtype, shape...)
 		if err != nil {
 			return nil, err
 		}
 		add("value", t)
-	case QuantInt8:
-		if len(shape) != 2 {
-			return nil, fmt.Errorf("int8 needs a matrix, got shape %v", shape)
-		}
-		qt, err := quant.QuantizeInt8(values, shape[0], shape[1])
-		if err != nil {
+		return ht, nil
+	}
+	if len(shape) != 2 {
+		return nil, fmt.Errorf("%s quantisation needs a matrix, got shape %v", q, shape)
+	}
+	w := pre
+	if w == nil {
+		var err error
+		if w, err = quant.Quantize(name, quant.Scheme(q), values, shape[0], shape[1]); err != nil {
 			return nil, err
 		}
-		add("int8_codes", tensors.FromFlatDataAndDimensions(qt.Codes, shape...))
-		add("int8_absmax", tensors.FromFlatDataAndDimensions(qt.Absmax, shape[0]))
-	case QuantNF4:
-		if len(shape) != 2 || shape[0]*shape[1]%quant.NF4BlockSize != 0 {
-			return nil, fmt.Errorf("nf4 needs a matrix whose size is a multiple of %d, got shape %v", quant.NF4BlockSize, shape)
-		}
-		qt, err := quant.QuantizeNF4(values, shape[0], shape[1], true)
-		if err != nil {
-			return nil, err
-		}
-		add("nf4_packed", tensors.FromFlatDataAndDimensions(qt.Packed, len(qt.Packed)))
-		add("nf4_qabsmax", tensors.FromFlatDataAndDimensions(qt.QAbsmax, len(qt.QAbsmax)))
-		add("nf4_absmax2", tensors.FromFlatDataAndDimensions(qt.Absmax2, len(qt.Absmax2)))
-		ft.nf4Offset = qt.Offset
-	default:
-		return nil, fmt.Errorf("unknown quantization %q", q)
+	} else if rows, cols := w.Shape(); w.Scheme() != quant.Scheme(q) || rows != shape[0] || cols != shape[1] {
+		return nil, fmt.Errorf("pre-quantised weight is %s [%d, %d], want %s %v", w.Scheme(), rows, cols, q, shape)
+	}
+	for _, p := range w.Parts() {
+		add(p.Suffix, p.Tensor)
 	}
 	return ht, nil
 }
@@ -91,42 +81,19 @@ func (ht *hostTensor) register(store *model.Store) (*frozenTensor, error) {
 }
 
 // node returns the tensor's value in the graph, dequantised to ft.dtype
-// right here, so that XLA can fuse the dequantisation with its consumer.
+// right here (package quant's graph functions), so that XLA can fuse the
+// dequantisation with its consumer.
 func (ft *frozenTensor) node(g *G.Graph) *G.Node {
-	switch ft.quant {
-	case QuantNone:
+	if ft.quant == QuantNone {
 		return ft.vars[0].NodeValue(g)
-	case QuantInt8:
-		codes := ft.vars[0].NodeValue(g)                   // int8 [out, in]
-		scale := G.DivScalar(ft.vars[1].NodeValue(g), 127) // f32 [out]
-		w := G.Mul(G.ConvertDType(codes, dtypes.Float32), G.InsertAxes(scale, -1))
-		return G.ConvertDType(w, ft.dtype)
-	case QuantNF4:
-		return ft.dequantNF4(g)
 	}
-	panic(fmt.Sprintf("qwen2: %s: quantization %q not supported", ft.name, ft.quant))
-}
-
-// dequantNF4 decodes NF4 with double-quantised block scales:
-// w[i] = NF4Code[code[i]] · (DynamicMap[qabsmax[b]]·absmax2[b/256] + offset),
-// b = i/64, two codes a byte with the first in the high nibble.
-func (ft *frozenTensor) dequantNF4(g *G.Graph) *G.Node {
-	packed := ft.vars[0].NodeValue(g) // uint8 [n/2]
-	qabsmax := ft.vars[1].NodeValue(g)
-	absmax2 := ft.vars[2].NodeValue(g)
-	n := ft.shape[0] * ft.shape[1]
-	blocks := n / quant.NF4BlockSize
-	hi := G.BitwiseShiftRightLogicalScalar(packed, uint8(4))
-	lo := G.BitwiseAnd(packed, G.Scalar(g, dtypes.Uint8, 0x0f))
-	codes := G.Reshape(G.Stack([]*G.Node{hi, lo}, 1), n) // [n], high nibble first
-	table := G.Const(g, quant.NF4Code[:])
-	vals := G.Gather(table, G.InsertAxes(G.ConvertDType(codes, dtypes.Int32), -1)) // f32 [n]
-	dm := quant.DynamicMap()
-	dmap := G.Const(g, dm[:])
-	s1 := G.Gather(dmap, G.InsertAxes(G.ConvertDType(qabsmax, dtypes.Int32), -1)) // [blocks]
-	group := G.DivScalar(G.Iota(g, shapes.Make(dtypes.Int32, blocks), 0), quant.DQBlockSize)
-	s2 := G.Gather(absmax2, G.InsertAxes(group, -1))
-	scales := G.AddScalar(G.Mul(s1, s2), float64(ft.nf4Offset)) // [blocks]
-	w := G.Mul(G.Reshape(vals, blocks, quant.NF4BlockSize), G.InsertAxes(scales, -1))
-	return G.ConvertDType(G.Reshape(w, ft.shape...), ft.dtype)
+	parts := make(map[string]*G.Node, len(ft.vars))
+	for _, v := range ft.vars {
+		parts[v.Name()] = v.NodeValue(g)
+	}
+	w, err := quant.Dequantize(quant.Scheme(ft.quant), parts, ft.dtype)
+	if err != nil {
+		panic(fmt.Errorf("qwen2: %s: %w", ft.name, err))
+	}
+	return w
 }

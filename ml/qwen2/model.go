@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"sync"
 
+	"github.com/pipeml/pipe/ml/quant"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/gomlx/compute/dtypes"
@@ -158,11 +159,18 @@ func (m *Model) LoadBase(src WeightSource, parallelism int) error {
 	var mu sync.Mutex
 	for _, spec := range specs {
 		eg.Go(func() error {
-			shape, values, err := src.Float32(spec.Name)
-			if err != nil {
-				return fmt.Errorf("loading %s: %w", spec.Name, err)
+			var shape []int
+			var values []float32
+			pre := m.preQuantized(src, spec)
+			if pre == nil {
+				var err error
+				if shape, values, err = src.Float32(spec.Name); err != nil {
+					return fmt.Errorf("loading %s: %w", spec.Name, err)
+				}
+			} else {
+				shape = spec.Shape
 			}
-			ht, err := m.prepare(spec, shape, values)
+			ht, err := m.prepare(spec, shape, values, pre)
 			if err != nil {
 				return err
 			}
@@ -174,12 +182,51 @@ func (m *Model) LoadBase(src WeightSource, parallelism int) error {
 	return eg.Wait()
 }
 
+// QuantizedSource is a WeightSource that also holds some tensors already
+// quantised (package quant's cached file), so loading skips quantising them.
+type QuantizedSource interface {
+	WeightSource
+	// Quantized returns the pre-quantised tensor, or nil.
+	Quantized(name string) *quant.Weight
+}
+
+// WithQuantized wraps src with pre-quantised weights (as quant.ReadFile
+// returns them); tensors not among them are read from src.
+func WithQuantized(src WeightSource, weights []*quant.Weight) QuantizedSource {
+	byName := make(map[string]*quant.Weight, len(weights))
+	for _, w := range weights {
+		byName[w.Name] = w
+	}
+	return quantizedSource{src, byName}
+}
+
+type quantizedSource struct {
+	WeightSource
+	byName map[string]*quant.Weight
+}
+
+func (q quantizedSource) Quantized(name string) *quant.Weight { return q.byName[name] }
+
+// preQuantized returns src's pre-quantised form of spec when it matches the
+// model's quantisation.
+func (m *Model) preQuantized(src WeightSource, spec TensorSpec) *quant.Weight {
+	qs, ok := src.(QuantizedSource)
+	if !ok || m.Options.Quantization == QuantNone {
+		return nil
+	}
+	w := qs.Quantized(spec.Name)
+	if w == nil || w.Scheme() != quant.Scheme(m.Options.Quantization) {
+		return nil
+	}
+	return w
+}
+
 // SetBaseTensor stores one base tensor given in float32, quantising the
 // linear projections (and, if configured, the embedding) as configured.
 func (m *Model) SetBaseTensor(name string, shape []int, values []float32) error {
 	for _, spec := range m.Config.BaseTensors() {
 		if spec.Name == name {
-			ht, err := m.prepare(spec, shape, values)
+			ht, err := m.prepare(spec, shape, values, nil)
 			if err != nil {
 				return err
 			}
@@ -190,7 +237,7 @@ func (m *Model) SetBaseTensor(name string, shape []int, values []float32) error 
 }
 
 // prepare converts or quantises one tensor on the host.
-func (m *Model) prepare(spec TensorSpec, shape []int, values []float32) (*hostTensor, error) {
+func (m *Model) prepare(spec TensorSpec, shape []int, values []float32, pre *quant.Weight) (*hostTensor, error) {
 	if !equalInts(shape, spec.Shape) {
 		return nil, fmt.Errorf("qwen2: tensor %s has shape %v, the config wants %v", spec.Name, shape, spec.Shape)
 	}
@@ -204,7 +251,10 @@ func (m *Model) prepare(spec TensorSpec, shape []int, values []float32) (*hostTe
 	if len(shape) == 1 && !isBias(spec.Name) {
 		dtype = dtypes.Float32
 	}
-	ht, err := prepareFrozen(spec.Name, shape, values, q, dtype)
+	if q == QuantNone {
+		pre = nil
+	}
+	ht, err := prepareFrozen(spec.Name, shape, values, q, dtype, pre)
 	if err != nil {
 		return nil, fmt.Errorf("qwen2: %s: %w", spec.Name, err)
 	}

@@ -1,6 +1,8 @@
 package qwen2
 
 import (
+	"fmt"
+	"path/filepath"
 	"testing"
 
 	"github.com/gomlx/compute/dtypes"
@@ -74,4 +76,63 @@ func TestQuantizedBaseMatchesHostDequantisation(t *testing.T) {
 		t.Logf("%s: base %d bytes on device; logits vs host dequantisation %.3g, vs unquantised %.3g",
 			q, qm.BaseBytes(), relErr(got, want), relErr(got, orig))
 	}
+}
+
+// TestPreQuantizedFile loads a base whose linear weights come from package
+// quant's cache file and checks it equals quantising at load time.
+func TestPreQuantizedFile(t *testing.T) {
+	backend := testBackend(t)
+	cfg := tinyConfig
+	cfg.HiddenSize, cfg.IntermediateSize, cfg.HeadDim = 64, 128, 16
+	src := randomSource{cfg, 0.1, 4}
+	b := packedBatch(16, 2, cfg.VocabSize, 3)
+	for _, q := range []Quantization{QuantInt8, QuantNF4} {
+		var ws []*quant.Weight
+		for _, s := range cfg.BaseTensors() {
+			if !s.Linear {
+				continue
+			}
+			_, v, _ := src.Float32(s.Name)
+			w, err := quant.Quantize(s.Name, quant.Scheme(q), v, s.Shape[0], s.Shape[1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			ws = append(ws, w)
+		}
+		path := filepath.Join(t.TempDir(), "q.safetensors")
+		if err := quant.WriteFile(path, ws, nil); err != nil {
+			t.Fatal(err)
+		}
+		read, _, err := quant.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var logits [][]float32
+		for _, s := range []WeightSource{src, WithQuantized(noLinear{src}, read)} {
+			m, err := New(cfg, Options{DType: dtypes.Float32, Quantization: q})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := m.LoadBase(s, 0); err != nil {
+				t.Fatal(err)
+			}
+			l, _, _ := forwardAndGrads(t, backend, m, b)
+			logits = append(logits, l)
+		}
+		if r := relErr(logits[1], logits[0]); r != 0 {
+			t.Errorf("%s: pre-quantised base differs: relative error %.3g", q, r)
+		}
+	}
+}
+
+// noLinear fails on linear weights, to prove they are not read.
+type noLinear struct{ randomSource }
+
+func (n noLinear) Float32(name string) ([]int, []float32, error) {
+	for _, s := range n.cfg.BaseTensors() {
+		if s.Name == name && s.Linear {
+			return nil, nil, fmt.Errorf("linear weight %s read although pre-quantised", name)
+		}
+	}
+	return n.randomSource.Float32(name)
 }
