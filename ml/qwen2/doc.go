@@ -30,5 +30,21 @@
 // at B=1, H=16, S=3600) and a transient bias gradient of the same size per
 // layer in the backward pass. Batches without segment ids use the pure
 // causal kernel. On other backends (the pure-Go CPU backend) attention is
-// computed explicitly with a boolean mask and an f32 softmax.
+// computed explicitly with a boolean mask and an f32 softmax. Generation
+// always uses the plain path (queries and keys differ in length).
+//
+// Training. Model.Loss returns a weighted sum of token cross-entropies whose
+// autodiff gives the exact LoRA gradients while never materialising the
+// float32 [tokens, vocab] logits (see Loss); the LM head and every base
+// weight are frozen. LoRA dropout is active in graphs marked for training
+// with m.Store.SetTraining(g, true) and draws from the Store's RNG
+// (m.Store.SetRNGStateFromSeed).
+//
+// GoMLX v0.28.2 notes (checked on the pure-Go backend, forward and
+// backward): Rsqrt has no gradient (the norm divides by Sqrt); the Go
+// backend lacks DynamicSlice/DynamicUpdateSlice (the KV cache is written
+// with Where over an Iota); DotBuilder.Einsum ignores WithOutputDType (use
+// General for float32 outputs of bfloat16 operands); binary ops broadcast
+// only between equal ranks; bfloat16 reductions on the Go backend
+// accumulate in higher precision. The Go backend has no fused attention.
 package qwen2

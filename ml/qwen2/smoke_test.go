@@ -155,3 +155,35 @@ func TestBFloat16PlainPath(t *testing.T) {
 		t.Logf("bf16 vs f32 logits: relative error %.3g", r)
 	}
 }
+
+// TestGradientCheckpointingSameGradients checks that per-layer
+// checkpointing changes neither the loss nor the LoRA gradients.
+func TestGradientCheckpointingSameGradients(t *testing.T) {
+	backend := testBackend(t)
+	b := packedBatch(16, 2, tinyConfig.VocabSize, 6)
+	var losses []float32
+	var grads [][][]float32
+	for _, ckpt := range []bool{false, true} {
+		m := randomModel(t, tinyConfig, Options{DType: dtypes.Float32, GradientCheckpointing: ckpt}, 5)
+		if err := m.AddLoRA(LoRAConfig{Rank: 4, Alpha: 8}, 2); err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range m.TrainableVariables() {
+			vals := tensors.MustCopyFlatData[float32](v.MustValue())
+			for i := range vals {
+				vals[i] += 0.03
+			}
+			v.MustSetValue(tensors.FromFlatDataAndDimensions(vals, v.Shape().Dimensions...))
+		}
+		_, l, g := forwardAndGrads(t, backend, m, b)
+		losses, grads = append(losses, l), append(grads, g)
+	}
+	if losses[0] != losses[1] {
+		t.Errorf("loss %v with checkpointing, %v without", losses[1], losses[0])
+	}
+	for i := range grads[0] {
+		if r := relErr(grads[1][i], grads[0][i]); r > 1e-6 {
+			t.Errorf("gradient %d: relative error %.3g with checkpointing", i, r)
+		}
+	}
+}
