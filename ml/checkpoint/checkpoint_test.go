@@ -231,3 +231,42 @@ func TestEnsureTiny(t *testing.T) {
 		t.Error("EnsureTiny is not deterministic")
 	}
 }
+
+// TestTransformers5Rope checks that the rotary settings transformers 5
+// writes (rope_parameters, rope_scaling with rope_type "default", no
+// top-level rope_theta) load as the same theta, and that real scaling is
+// refused.
+func TestTransformers5Rope(t *testing.T) {
+	base := `"model_type":"qwen2","vocab_size":96,"hidden_size":16,"intermediate_size":24,"num_hidden_layers":1,"num_attention_heads":4,"num_key_value_heads":2,"hidden_act":"silu","rms_norm_eps":1e-6`
+	dir := t.TempDir()
+	for name, tc := range map[string]struct {
+		src     string
+		theta   float64
+		wantErr string
+	}{
+		"v4":      {`{` + base + `,"rope_theta":1000000.0,"rope_scaling":null}`, 1e6, ""},
+		"v5":      {`{` + base + `,"rope_parameters":{"rope_theta":1000000.0,"rope_type":"default"},"rope_scaling":{"rope_type":"default","rope_theta":1000000.0}}`, 1e6, ""},
+		"default": {`{` + base + `}`, 10000, ""},
+		"yarn":    {`{` + base + `,"rope_parameters":{"rope_theta":1000000.0,"rope_type":"yarn","factor":4}}`, 0, `rope_type "yarn" is not supported`},
+		"scaled":  {`{` + base + `,"rope_theta":1000000.0,"rope_scaling":{"type":"linear","factor":2}}`, 0, "rope_scaling"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(dir, name, "config.json")
+			os.MkdirAll(filepath.Dir(path), 0o755)
+			os.WriteFile(path, []byte(tc.src), 0o644)
+			c, err := ReadConfig(path)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("ReadConfig error = %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.RopeTheta != tc.theta {
+				t.Errorf("RopeTheta = %g, want %g", c.RopeTheta, tc.theta)
+			}
+		})
+	}
+}

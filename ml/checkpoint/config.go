@@ -89,6 +89,43 @@ func (c *Config) UnmarshalJSON(data []byte) error {
 		}
 	}
 	*c = Config(p)
+	return c.normaliseRope()
+}
+
+// normaliseRope folds the ways transformers writes the rotary settings into
+// RopeTheta: transformers 4 writes rope_theta (and rope_scaling null),
+// transformers 5 writes rope_parameters {rope_theta, rope_type} and may
+// write rope_scaling {rope_type: "default"}. Only the default (unscaled)
+// rotary embedding is supported; anything else stays in RopeScaling or
+// Extra for Validate to reject.
+func (c *Config) normaliseRope() error {
+	if raw, ok := c.Extra["rope_parameters"]; ok && string(raw) != "null" {
+		var rp struct {
+			RopeTheta float64 `json:"rope_theta"`
+			RopeType  string  `json:"rope_type"`
+		}
+		if err := json.Unmarshal(raw, &rp); err != nil {
+			return fmt.Errorf("rope_parameters: %v", err)
+		}
+		if rp.RopeType != "" && rp.RopeType != "default" {
+			return fmt.Errorf("rope_parameters: rope_type %q is not supported (only \"default\")", rp.RopeType)
+		}
+		if c.RopeTheta == 0 {
+			c.RopeTheta = rp.RopeTheta
+		}
+	}
+	if len(c.RopeScaling) > 0 && string(c.RopeScaling) != "null" {
+		var rs struct {
+			Type     string `json:"type"`
+			RopeType string `json:"rope_type"`
+		}
+		if err := json.Unmarshal(c.RopeScaling, &rs); err == nil && rs.Type+rs.RopeType == "default" {
+			c.RopeScaling = nil
+		}
+	}
+	if c.RopeTheta == 0 {
+		c.RopeTheta = 10000 // transformers' default
+	}
 	return nil
 }
 

@@ -1,42 +1,19 @@
 package qwen2
 
 import (
-	"encoding/json"
 	"fmt"
 
 	"github.com/pipeml/pipe/ml/checkpoint"
 )
 
 // ConfigFromCheckpoint converts a Hugging Face config to the network's
-// Config. It accepts the rope theta both as transformers 4 writes it
-// (rope_theta) and as transformers 5 does (rope_parameters.rope_theta),
-// and rejects rope scaling, which this network does not implement.
+// Config. checkpoint.Config has already folded transformers 5's
+// rope_parameters into RopeTheta; rope scaling, which this network does
+// not implement, is rejected.
 func ConfigFromCheckpoint(c *checkpoint.Config) (Config, error) {
 	theta := c.RopeTheta
-	if raw, ok := c.Extra["rope_parameters"]; ok && string(raw) != "null" {
-		var rp struct {
-			RopeTheta float64 `json:"rope_theta"`
-			RopeType  string  `json:"rope_type"`
-		}
-		if err := json.Unmarshal(raw, &rp); err != nil {
-			return Config{}, fmt.Errorf("rope_parameters: %v", err)
-		}
-		if rp.RopeType != "" && rp.RopeType != "default" {
-			return Config{}, fmt.Errorf("rope_parameters: rope_type %q is not supported (only \"default\")", rp.RopeType)
-		}
-		if rp.RopeTheta > 0 {
-			theta = rp.RopeTheta
-		}
-	}
 	if len(c.RopeScaling) > 0 && string(c.RopeScaling) != "null" {
-		var rs struct {
-			Type     string `json:"type"`
-			RopeType string `json:"rope_type"`
-		}
-		_ = json.Unmarshal(c.RopeScaling, &rs)
-		if t := rs.RopeType + rs.Type; t != "" && t != "default" {
-			return Config{}, fmt.Errorf("rope_scaling %s is not supported", c.RopeScaling)
-		}
+		return Config{}, fmt.Errorf("rope_scaling %s is not supported", c.RopeScaling)
 	}
 	if theta == 0 {
 		theta = 10000 // transformers' default
