@@ -159,3 +159,5 @@ require (
 )
 
 tool github.com/go-task/task/v3/cmd/task
+
+replace github.com/mattn/go-runewidth => github.com/mattn/go-runewidth v0.0.21

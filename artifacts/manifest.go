@@ -54,6 +54,7 @@ func (m *Manifest) Size() int64 {
 // entries that ParseManifest would reject.
 func (m *Manifest) Marshal() ([]byte, error) {
 	var b bytes.Buffer
+	b.Grow(len(m.Entries) * 120)
 	b.WriteString(manifestHeader)
 	b.WriteByte('\n')
 	prev := ""
@@ -81,10 +82,24 @@ func (m *Manifest) Marshal() ([]byte, error) {
 		b.WriteByte(' ')
 		b.WriteByte(mode)
 		b.WriteByte(' ')
-		b.Write(strconv.AppendQuote(nil, e.Path))
+		writeQuoted(&b, e.Path)
 		b.WriteByte('\n')
 	}
 	return b.Bytes(), nil
+}
+
+// writeQuoted writes strconv.Quote(s), taking a short cut for the common
+// plain-ASCII path.
+func writeQuoted(b *bytes.Buffer, s string) {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			b.WriteString(strconv.Quote(s))
+			return
+		}
+	}
+	b.WriteByte('"')
+	b.WriteString(s)
+	b.WriteByte('"')
 }
 
 // Digest returns the digest of the canonical form, the identity of the

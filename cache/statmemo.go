@@ -56,36 +56,46 @@ func LoadStatMemo(path string) *StatMemo {
 	if err != nil {
 		return s
 	}
-	for line := range bytes.SplitSeq(b, []byte{'\n'}) {
-		f := strings.SplitN(string(line), " ", 7)
-		if len(f) != 7 {
-			continue
+	s.m = make(map[string]memoEntry, bytes.Count(b, []byte{'\n'}))
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
 		}
 		var e memoEntry
-		var perr error
-		parse := func(s string) int64 {
-			v, err := strconv.ParseInt(s, 10, 64)
-			if err != nil {
-				perr = err
+		var nums [5]uint64
+		ok := true
+		for k := range nums {
+			n, rest, good := parseUint(line)
+			if !good {
+				ok = false
+				break
 			}
-			return v
+			nums[k], line = n, rest
 		}
-		dev, err1 := strconv.ParseUint(f[0], 10, 64)
-		ino, err2 := strconv.ParseUint(f[1], 10, 64)
-		if err1 != nil || err2 != nil {
+		if !ok || len(line) < 66 || line[64] != ' ' {
 			continue
 		}
-		e.id.Dev, e.id.Ino = dev, ino
-		e.id.Size = parse(f[2])
-		e.id.Mtime = parse(f[3])
-		e.id.Ctime = parse(f[4])
-		e.digest = artifacts.Digest(f[5])
-		if perr != nil || !e.digest.Valid() {
-			continue
-		}
-		s.m[f[6]] = e
+		e.id = fileID{Dev: nums[0], Ino: nums[1], Size: int64(nums[2]), Mtime: int64(nums[3]), Ctime: int64(nums[4])}
+		e.digest = artifacts.Digest(line[:64])
+		s.m[string(line[65:])] = e
 	}
 	return s
+}
+
+// parseUint reads a decimal number followed by a space.
+func parseUint(b []byte) (uint64, []byte, bool) {
+	var n uint64
+	i := 0
+	for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+		n = n*10 + uint64(b[i]-'0')
+	}
+	if i == 0 || i > 19 || i >= len(b) || b[i] != ' ' {
+		return 0, nil, false
+	}
+	return n, b[i+1:], true
 }
 
 // Save writes the memo back atomically if it changed. Entries of files
@@ -111,11 +121,11 @@ func (s *StatMemo) Save() error {
 		b = append(b, ' ')
 		b = strconv.AppendUint(b, e.id.Ino, 10)
 		b = append(b, ' ')
-		b = strconv.AppendInt(b, e.id.Size, 10)
+		b = strconv.AppendUint(b, uint64(e.id.Size), 10)
 		b = append(b, ' ')
-		b = strconv.AppendInt(b, e.id.Mtime, 10)
+		b = strconv.AppendUint(b, uint64(e.id.Mtime), 10)
 		b = append(b, ' ')
-		b = strconv.AppendInt(b, e.id.Ctime, 10)
+		b = strconv.AppendUint(b, uint64(e.id.Ctime), 10)
 		b = append(b, ' ')
 		b = append(b, e.digest...)
 		b = append(b, ' ')

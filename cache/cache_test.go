@@ -1,0 +1,161 @@
+package cache
+
+import (
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/pipeml/pipe/artifacts"
+)
+
+func TestHasherFieldsAreDelimited(t *testing.T) {
+	a, b := NewHasher(), NewHasher()
+	a.String("x", "ab")
+	a.String("y", "c")
+	b.String("x", "a")
+	b.String("y", "bc")
+	if a.Sum() == b.Sum() {
+		t.Error("different field values hash the same")
+	}
+	c, d := NewHasher(), NewHasher()
+	c.String("k", "1")
+	d.Bytes("k", []byte("1"))
+	if c.Sum() == d.Sum() {
+		t.Error("fields of different types hash the same")
+	}
+}
+
+func TestPutFileAndVerify(t *testing.T) {
+	dir := t.TempDir()
+	c, err := Open(filepath.Join(dir, "cache"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(dir, "out.txt")
+	os.WriteFile(src, []byte("hello"), 0o644)
+	d, n, err := c.PutFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d != artifacts.DigestBytes([]byte("hello")) || n != 5 {
+		t.Fatalf("PutFile = %s, %d", d, n)
+	}
+	if _, err := os.Stat(src); !os.IsNotExist(err) {
+		t.Error("PutFile left the source in place")
+	}
+	if filepath.Base(filepath.Dir(c.ObjectPath(d))) != string(d[:2]) {
+		t.Error("objects are not fanned out by their first two hex digits")
+	}
+	if err := c.Verify(d); err != nil {
+		t.Fatal(err)
+	}
+	// Corrupt it: Verify and Open both detect it, and drop the object.
+	p := c.ObjectPath(d)
+	os.Chmod(p, 0o644)
+	os.WriteFile(p, []byte("jello"), 0o444)
+	r, err := c.Open(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = io.ReadAll(r)
+	r.Close()
+	if !errors.Is(err, ErrCorrupt) {
+		t.Errorf("reading a corrupt object: %v, want ErrCorrupt", err)
+	}
+	if c.Has(d) {
+		t.Error("corrupt object was not removed")
+	}
+	if err := c.Verify(d); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Verify after removal: %v, want ErrNotFound", err)
+	}
+}
+
+func TestActionsAndGC(t *testing.T) {
+	dir := t.TempDir()
+	c, _ := Open(dir)
+	live, _ := c.PutBytes([]byte("live"))
+	dead, _ := c.PutBytes([]byte("dead"))
+	c.PutAction(keyOf("live"), &Action{Outputs: []artifacts.Artifact{{Name: "o", Digest: live}}})
+	c.PutAction(keyOf("dead"), &Action{Outputs: []artifacts.Artifact{{Name: "o", Digest: dead}}})
+	if _, err := c.GetAction(keyOf("nope")); !errors.Is(err, ErrNotFound) {
+		t.Errorf("GetAction of a missing key: %v", err)
+	}
+	st, err := c.GC(Live{Actions: map[string]bool{keyOf("live"): true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.ActionsRemoved != 1 || st.ObjectsRemoved != 1 || st.BytesFreed == 0 {
+		t.Errorf("gc stats = %+v", st)
+	}
+	if !c.Has(live) || c.Has(dead) {
+		t.Error("gc kept the wrong objects")
+	}
+	if _, err := c.GetAction(keyOf("live")); err != nil {
+		t.Errorf("live action removed: %v", err)
+	}
+}
+
+func keyOf(s string) string { return string(artifacts.DigestBytes([]byte(s))) }
+
+func TestStatMemo(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "f")
+	os.WriteFile(f, []byte("one"), 0o644)
+	old := time.Now().Add(-time.Hour)
+	os.Chtimes(f, old, old)
+	m := LoadStatMemo(filepath.Join(dir, "memo"))
+	d1, _, err := m.HashFile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Save(); err != nil {
+		t.Fatal(err)
+	}
+	m2 := LoadStatMemo(filepath.Join(dir, "memo"))
+	fi, _ := os.Stat(f)
+	if d, ok := m2.lookup(f, fi); !ok || d != d1 {
+		t.Fatal("saved memo does not know the file")
+	}
+	// Same size, same mtime, new content: ctime still changes.
+	os.WriteFile(f, []byte("two"), 0o644)
+	os.Chtimes(f, old, old)
+	d2, _, _ := m2.HashFile(f)
+	if d2 == d1 || d2 != artifacts.DigestBytes([]byte("two")) {
+		t.Error("memo returned a stale digest")
+	}
+	// A file modified just now is not memoised.
+	g := filepath.Join(dir, "g")
+	os.WriteFile(g, []byte("fresh"), 0o644)
+	m2.HashFile(g)
+	gi, _ := os.Stat(g)
+	if _, ok := m2.lookup(g, gi); ok {
+		t.Error("a file modified within the racy window was memoised")
+	}
+}
+
+func TestItemIndexRoundTrip(t *testing.T) {
+	c, _ := Open(t.TempDir())
+	ix := c.ItemIndex("kind\x00stage")
+	ix.Put(keyOf("a"), ItemResult{Digest: artifacts.DigestBytes([]byte("x")), Size: 1, Data: []byte("x")})
+	ix.Put(keyOf("b"), ItemResult{Digest: keyDigest("big"), Size: 4096})
+	if err := ix.Save(); err != nil {
+		t.Fatal(err)
+	}
+	ix2 := c.ItemIndex("kind\x00stage")
+	a, ok := ix2.Get(keyOf("a"))
+	if !ok || string(a.Data) != "x" || a.Size != 1 {
+		t.Errorf("inline entry = %+v", a)
+	}
+	b, ok := ix2.Get(keyOf("b"))
+	if !ok || b.Data != nil || b.Size != 4096 {
+		t.Errorf("object entry = %+v", b)
+	}
+	if c.ItemIndex("other").Len() != 0 {
+		t.Error("indexes are not separate")
+	}
+}
+
+func keyDigest(s string) artifacts.Digest { return artifacts.DigestBytes([]byte(s)) }
