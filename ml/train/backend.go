@@ -14,6 +14,14 @@ import (
 // CUDA plugin (.so) to use.
 const PluginEnv = "PIPE_PJRT_PLUGIN"
 
+// GoBackend is the configuration of the pure-Go CPU backend. Its ops run
+// one after another: with ops running in parallel, GoMLX v0.28.2's Go
+// backend can deadlock when several large matmuls (the chunked loss over
+// a 151,936-token vocabulary) start together and each waits in
+// workerspool.Saturate for workers the others hold. Each matmul still uses
+// every core.
+const GoBackend = "go:ops_sequential"
+
 // BackendChoice is a resolved backend: the GoMLX configuration string and
 // why it was chosen.
 type BackendChoice struct {
@@ -140,7 +148,7 @@ func ResolveBackend(spec, plugin, xlaOptions string) (BackendChoice, error) {
 	}
 	switch strings.ToLower(spec) {
 	case "go", "cpu":
-		return BackendChoice{Config: "go", Reason: "backend = " + spec}, nil
+		return BackendChoice{Config: GoBackend, Reason: "backend = " + spec}, nil
 	case "cuda", "gpu":
 		return cuda("backend = " + spec)
 	case "", "auto":
@@ -153,7 +161,7 @@ func ResolveBackend(spec, plugin, xlaOptions string) (BackendChoice, error) {
 		if hasNVIDIAGPU() {
 			return cuda("an NVIDIA GPU is present")
 		}
-		return BackendChoice{Config: "go", Reason: "no GPU found"}, nil
+		return BackendChoice{Config: GoBackend, Reason: "no GPU found"}, nil
 	}
 	return checkXLAConfig(spec, "backend = "+spec)
 }

@@ -23,8 +23,8 @@ func TestResolveBackend(t *testing.T) {
 	for _, c := range []struct {
 		spec, plugin, want string
 	}{
-		{"go", "", "go"},
-		{"cpu", plugin, "go"},
+		{"go", "", GoBackend},
+		{"cpu", plugin, GoBackend},
 		{"cuda", plugin, "xla:" + plugin + ",preallocate=false"},
 		{"auto", plugin, "xla:" + plugin + ",preallocate=false"},
 		{"xla:/abs/x.so", "", "xla:/abs/x.so"},

@@ -29,7 +29,7 @@ const (
 
 func testBackend(t testing.TB) compute.Backend {
 	t.Helper()
-	b, err := compute.NewWithConfig("go")
+	b, err := compute.NewWithConfig(GoBackend)
 	if err != nil {
 		t.Fatal(err)
 	}
