@@ -2,10 +2,21 @@
 
 package cache
 
-import "io/fs"
+import (
+	"io/fs"
+	"os"
+)
 
 // statID falls back to size and mtime where device, inode and ctime are
 // not portable.
 func statID(fi fs.FileInfo) fileID {
 	return fileID{Size: fi.Size(), Mtime: fi.ModTime().UnixNano()}
+}
+
+func statAt(dir *os.File, path, name string) (fileID, fs.FileMode, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileID{}, 0, err
+	}
+	return statID(fi), fi.Mode(), nil
 }

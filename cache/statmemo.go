@@ -168,13 +168,17 @@ func (s *StatMemo) Record(path string, fi fs.FileInfo, d artifacts.Digest) {
 }
 
 func (s *StatMemo) lookup(path string, fi fs.FileInfo) (artifacts.Digest, bool) {
+	return s.lookupID(path, statID(fi))
+}
+
+func (s *StatMemo) lookupID(path string, id fileID) (artifacts.Digest, bool) {
 	if s == nil {
 		return "", false
 	}
 	s.mu.Lock()
 	e, ok := s.m[path]
 	s.mu.Unlock()
-	if !ok || e.id != statID(fi) {
+	if !ok || e.id != id {
 		return "", false
 	}
 	return e.digest, true
@@ -220,20 +224,18 @@ type PathDigest struct {
 }
 
 // HashPaths returns the digest of each path (files by content, folders by
-// manifest). Files are stat'ed, looked up in the memo and, when unknown,
-// hashed on up to parallel goroutines. Symbolic links are followed;
-// special files and dangling links inside folders are skipped.
+// manifest). Folders are walked on up to parallel goroutines, one folder
+// at a time each; files are stat'ed relative to their open folder and
+// looked up in the memo, and only unknown files are read, again in
+// parallel. Symbolic links to files are followed; links to folders,
+// dangling links and special files inside folders are left out.
 func (s *StatMemo) HashPaths(ctx context.Context, paths []string, parallel int) ([]PathDigest, error) {
 	if parallel < 1 {
 		parallel = runtime.GOMAXPROCS(0)
 	}
 	out := make([]PathDigest, len(paths))
-	type job struct {
-		path  string
-		owner int // index in out
-		entry int // index in that manifest, or -1 for a plain file
-	}
-	var jobs []job
+	var misses []miss
+	w := &walker{memo: s}
 	for i, p := range paths {
 		out[i].Path = p
 		fi, err := os.Stat(p)
@@ -241,49 +243,37 @@ func (s *StatMemo) HashPaths(ctx context.Context, paths []string, parallel int) 
 			return nil, err
 		}
 		if !fi.IsDir() {
-			jobs = append(jobs, job{p, i, -1})
+			misses = append(misses, miss{path: p, owner: i, entry: -1})
 			continue
 		}
 		out[i].Dir = true
-		m := &artifacts.Manifest{}
-		out[i].Manifest = m
-		// Walk without stat'ing (ReadDir gives the types); the workers
-		// stat in parallel.
-		err = filepath.WalkDir(p, func(fp string, de fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			if de.IsDir() {
-				return nil
-			}
-			rel, err := filepath.Rel(p, fp)
-			if err != nil {
-				return err
-			}
-			m.Entries = append(m.Entries, artifacts.ManifestEntry{Path: filepath.ToSlash(rel)})
-			jobs = append(jobs, job{fp, i, len(m.Entries) - 1})
-			return nil
-		})
-		if err != nil {
-			return nil, err
+		out[i].Manifest = &artifacts.Manifest{}
+		w.pending = append(w.pending, dirTask{owner: i, abs: p})
+	}
+	found, err := w.run(ctx, parallel)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range found {
+		m := out[f.owner].Manifest
+		m.Entries = append(m.Entries, f.entry)
+		if f.miss {
+			misses = append(misses, miss{path: f.path, owner: f.owner, entry: len(m.Entries) - 1})
 		}
 	}
 	var next atomic.Int64
 	var firstErr error
 	var errOnce sync.Once
 	var wg sync.WaitGroup
-	for range min(parallel, len(jobs)) {
+	for range min(parallel, len(misses)) {
 		wg.Go(func() {
 			for {
 				k := int(next.Add(1) - 1)
-				if k >= len(jobs) || ctx.Err() != nil {
+				if k >= len(misses) || ctx.Err() != nil {
 					return
 				}
-				j := jobs[k]
+				j := misses[k]
 				fi, err := os.Stat(j.path)
-				if j.entry >= 0 && (errors.Is(err, fs.ErrNotExist) || err == nil && !fi.Mode().IsRegular()) {
-					continue // dangling link or special file: left out below
-				}
 				var d artifacts.Digest
 				var n int64
 				if err == nil {
@@ -314,13 +304,6 @@ func (s *StatMemo) HashPaths(ctx context.Context, paths []string, parallel int) 
 			continue
 		}
 		m := out[i].Manifest
-		kept := m.Entries[:0]
-		for _, e := range m.Entries {
-			if e.Digest != "" {
-				kept = append(kept, e)
-			}
-		}
-		m.Entries = kept
 		m.Sort()
 		d, err := m.Digest()
 		if err != nil {
@@ -329,4 +312,132 @@ func (s *StatMemo) HashPaths(ctx context.Context, paths []string, parallel int) 
 		out[i].Digest, out[i].Size = d, m.Size()
 	}
 	return out, nil
+}
+
+// miss is a file whose digest the memo does not know.
+type miss struct {
+	path  string
+	owner int // index in the result
+	entry int // index in that manifest, or -1 for a plain file
+}
+
+type dirTask struct {
+	owner    int
+	abs, rel string
+}
+
+type foundFile struct {
+	owner int
+	path  string
+	entry artifacts.ManifestEntry
+	miss  bool
+}
+
+// walker walks folders in parallel.
+type walker struct {
+	memo *StatMemo
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	pending []dirTask // guarded by mu
+	active  int       // workers busy with a folder; guarded by mu
+	err     error     // guarded by mu
+}
+
+func (w *walker) run(ctx context.Context, parallel int) ([]foundFile, error) {
+	if len(w.pending) == 0 {
+		return nil, nil
+	}
+	w.cond = sync.NewCond(&w.mu)
+	results := make([][]foundFile, parallel)
+	var wg sync.WaitGroup
+	for k := range parallel {
+		wg.Go(func() {
+			for {
+				w.mu.Lock()
+				for len(w.pending) == 0 && w.active > 0 && w.err == nil {
+					w.cond.Wait()
+				}
+				if len(w.pending) == 0 || w.err != nil {
+					w.mu.Unlock()
+					w.cond.Broadcast()
+					return
+				}
+				t := w.pending[len(w.pending)-1]
+				w.pending = w.pending[:len(w.pending)-1]
+				w.active++
+				w.mu.Unlock()
+
+				sub, files, err := w.readDir(t)
+				if err == nil {
+					err = ctx.Err()
+				}
+				results[k] = append(results[k], files...)
+				w.mu.Lock()
+				w.active--
+				w.pending = append(w.pending, sub...)
+				if err != nil && w.err == nil {
+					w.err = err
+				}
+				w.mu.Unlock()
+				w.cond.Broadcast()
+			}
+		})
+	}
+	wg.Wait()
+	if w.err != nil {
+		return nil, w.err
+	}
+	var all []foundFile
+	for _, r := range results {
+		all = append(all, r...)
+	}
+	return all, nil
+}
+
+// readDir lists one folder: its subfolders to walk, and its files with
+// their memoised digests where the memo knows them.
+func (w *walker) readDir(t dirTask) ([]dirTask, []foundFile, error) {
+	f, err := os.Open(t.abs)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	ents, err := f.ReadDir(-1)
+	if err != nil {
+		return nil, nil, err
+	}
+	var sub []dirTask
+	var files []foundFile
+	for _, de := range ents {
+		name := de.Name()
+		abs := t.abs + string(filepath.Separator) + name
+		rel := name
+		if t.rel != "" {
+			rel = t.rel + "/" + name
+		}
+		typ := de.Type()
+		if typ.IsDir() {
+			sub = append(sub, dirTask{owner: t.owner, abs: abs, rel: rel})
+			continue
+		}
+		if !typ.IsRegular() && typ&fs.ModeSymlink == 0 {
+			continue
+		}
+		id, mode, err := statAt(f, abs, name)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // dangling link
+			}
+			return nil, nil, err
+		}
+		if !mode.IsRegular() {
+			continue
+		}
+		e := artifacts.ManifestEntry{Path: rel, Size: id.Size, Exec: mode&0o100 != 0}
+		d, ok := w.memo.lookupID(abs, id)
+		e.Digest = d
+		files = append(files, foundFile{owner: t.owner, path: abs, entry: e, miss: !ok})
+	}
+	return sub, files, nil
 }
