@@ -43,8 +43,12 @@ func (d Digest) Valid() bool {
 	if len(d) != 64 {
 		return false
 	}
-	_, err := hex.DecodeString(string(d))
-	return err == nil
+	for i := 0; i < len(d); i++ {
+		if c := d[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') && (c < 'A' || c > 'F') {
+			return false
+		}
+	}
+	return true
 }
 
 // Short is the first 12 hex digits, for display.

@@ -7,7 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"path"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -37,7 +37,7 @@ type Manifest struct {
 
 // Sort orders the entries by path, the order Marshal requires.
 func (m *Manifest) Sort() {
-	sort.Slice(m.Entries, func(i, j int) bool { return m.Entries[i].Path < m.Entries[j].Path })
+	slices.SortFunc(m.Entries, func(a, b ManifestEntry) int { return strings.Compare(a.Path, b.Path) })
 }
 
 // Size is the total size of the files.

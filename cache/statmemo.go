@@ -254,6 +254,15 @@ func (s *StatMemo) HashPaths(ctx context.Context, paths []string, parallel int) 
 	if err != nil {
 		return nil, err
 	}
+	counts := make([]int, len(out))
+	for _, f := range found {
+		counts[f.owner]++
+	}
+	for i, n := range counts {
+		if out[i].Manifest != nil {
+			out[i].Manifest.Entries = make([]artifacts.ManifestEntry, 0, n)
+		}
+	}
 	for _, f := range found {
 		m := out[f.owner].Manifest
 		m.Entries = append(m.Entries, f.entry)
@@ -388,7 +397,11 @@ func (w *walker) run(ctx context.Context, parallel int) ([]foundFile, error) {
 	if w.err != nil {
 		return nil, w.err
 	}
-	var all []foundFile
+	total := 0
+	for _, r := range results {
+		total += len(r)
+	}
+	all := make([]foundFile, 0, total)
 	for _, r := range results {
 		all = append(all, r...)
 	}

@@ -91,33 +91,58 @@ func (pl *Plan) why(prev *StageState, cur *keyInfo) []string {
 }
 
 // manifestDiff names the files that differ between a stored manifest and
-// the current one.
+// the current one: each file when there are few, counts and the first
+// names otherwise.
 func (pl *Plan) manifestDiff(oldDigest artifacts.Digest, cur *artifacts.Manifest) []string {
 	om, err := pl.Workspace.Cache.ReadManifest(oldDigest)
 	if err != nil {
 		return []string{"folder changed"}
 	}
-	o := map[string]artifacts.Digest{}
+	o := make(map[string]artifacts.Digest, len(om.Entries))
 	for _, e := range om.Entries {
 		o[e.Path] = e.Digest
 	}
-	var out []string
+	var added, changed, removed []string
 	for _, e := range cur.Entries {
 		d, ok := o[e.Path]
 		if !ok {
-			out = append(out, e.Path+" added")
+			added = append(added, e.Path)
 		} else if d != e.Digest {
-			out = append(out, e.Path+" changed")
+			changed = append(changed, e.Path)
 		}
 		delete(o, e.Path)
 	}
-	var gone []string
 	for p := range o {
-		gone = append(gone, p)
+		removed = append(removed, p)
 	}
-	sort.Strings(gone)
-	for _, p := range gone {
-		out = append(out, p+" removed")
+	sort.Strings(removed)
+	var out []string
+	if len(added)+len(changed)+len(removed) <= 3 {
+		for _, p := range added {
+			out = append(out, p+" added")
+		}
+		for _, p := range changed {
+			out = append(out, p+" changed")
+		}
+		for _, p := range removed {
+			out = append(out, p+" removed")
+		}
+	} else {
+		for _, g := range []struct {
+			what  string
+			paths []string
+		}{{"added", added}, {"changed", changed}, {"removed", removed}} {
+			switch n := len(g.paths); {
+			case n == 1:
+				out = append(out, g.paths[0]+" "+g.what)
+			case n > 1:
+				names := strings.Join(g.paths[:min(n, 2)], ", ")
+				if n > 2 {
+					names += ", …"
+				}
+				out = append(out, fmt.Sprintf("%d files %s (%s)", n, g.what, names))
+			}
+		}
 	}
 	if len(out) == 0 {
 		out = append(out, "folder changed")

@@ -86,7 +86,7 @@ func cmdShow(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if len(s.Parts.Params) > 0 {
 		fmt.Fprintln(stdout, "\nparameters:")
 		for _, k := range sortedKeysOf(s.Parts.Params) {
-			fmt.Fprintf(stdout, "  %s = %s\n", k, s.Parts.Params[k])
+			fmt.Fprintf(stdout, "  %s = %s\n", k, compact(s.Parts.Params[k]))
 		}
 	}
 	if len(s.Summary) > 0 {
@@ -388,6 +388,19 @@ func ctyToGo(v cty.Value) any {
 		return out
 	}
 	return nil
+}
+
+// compact re-encodes JSON on one line, without HTML escapes.
+func compact(b []byte) string {
+	var v any
+	if json.Unmarshal(b, &v) != nil {
+		return string(b)
+	}
+	var buf strings.Builder
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.Encode(v)
+	return strings.TrimSpace(buf.String())
 }
 
 func humanBytes(n int64) string {
