@@ -4,6 +4,7 @@ import (
 	"github.com/pipeml/pipe/stages"
 	"github.com/pipeml/pipe/stages/claudelogs"
 	"github.com/pipeml/pipe/stages/codefim"
+	"github.com/pipeml/pipe/stages/eval"
 	"github.com/pipeml/pipe/stages/command"
 	"github.com/pipeml/pipe/stages/lengths"
 	"github.com/pipeml/pipe/stages/quality"
@@ -20,6 +21,7 @@ var builtinStages = []*stages.Definition{
 	quality.Definition,
 	split.Definition,
 	lengths.Definition,
+	eval.Definition,
 }
 
 func registry() (*stages.Registry, error) {
