@@ -54,6 +54,7 @@ Usage:
   pipe plan   [flags] [stage...]   say what run would do, and why, without running
   pipe show   [flags] stage        a stage's outputs, digests and inputs (lineage)
   pipe log    [flags]              list past runs
+  pipe metrics show|diff [run...]  the numbers of a run, or how they moved between two
   pipe graph  [flags]              print the stage graph (DOT or Mermaid)
   pipe gc     [flags]              remove cache entries no current stage uses
   pipe stages [kind...]            document the stage kinds
@@ -103,7 +104,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	}()
 	cmds := map[string]func(context.Context, []string, io.Writer, io.Writer) error{
 		"run": cmdRun, "plan": cmdPlan, "show": cmdShow, "log": cmdLog,
-		"graph": cmdGraph, "gc": cmdGC, "stages": cmdStages,
+		"graph": cmdGraph, "gc": cmdGC, "stages": cmdStages, "metrics": cmdMetrics,
 	}
 	name := args[0]
 	if name == "help" || name == "-h" || name == "--help" {
