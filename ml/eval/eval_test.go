@@ -24,7 +24,7 @@ import (
 
 func testBackend(t testing.TB) compute.Backend {
 	t.Helper()
-	b, err := compute.NewWithConfig("go:ops_sequential")
+	b, err := compute.NewWithConfig(train.GoBackend)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,9 +22,8 @@ const TinyModel = "tiny"
 // ResolveModel returns the checkpoint folder of model: the tiny model for
 // "tiny", a folder (relative to workDir unless absolute) when one exists
 // there, else a Hugging Face hub repository id resolved in the hub cache
-// and downloaded if missing (ml/hub; HF_HUB_OFFLINE=1 forbids the
-// download).
-func ResolveModel(ctx context.Context, model, workDir string) (string, error) {
+// and downloaded if missing (ml/hub), unless offline or HF_HUB_OFFLINE=1.
+func ResolveModel(ctx context.Context, model, workDir string, offline bool) (string, error) {
 	if model == TinyModel {
 		return checkpoint.EnsureTiny("")
 	}
@@ -38,7 +37,7 @@ func ResolveModel(ctx context.Context, model, workDir string) (string, error) {
 	if !hub.IsRepoID(model) {
 		return "", fmt.Errorf("model %q is neither %q, a folder, nor a hub repository id like Qwen/Qwen2.5-Coder-3B-Instruct", model, TinyModel)
 	}
-	return hub.Resolve(ctx, model, hub.Options{})
+	return hub.Resolve(ctx, model, hub.Options{Offline: offline})
 }
 
 // ModelKey identifies the weights behind model for the cache key without

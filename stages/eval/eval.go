@@ -31,6 +31,7 @@ var Definition = &stages.Definition{
 		{Name: "records", Doc: "The eval split: JSONL record files (chat and FIM).", Required: true, List: true},
 		{Name: "adapters", Doc: "PEFT LoRA adapter folders to compare with the base (a train stage's adapter output, or any folder with adapter_config.json; a training run folder's best/ is used).", List: true},
 		{Name: "fim", Doc: "More JSONL files whose FIM records are infilling tasks (not part of the loss).", List: true},
+		{Name: "model", Doc: "A Hugging Face checkpoint folder to evaluate; overrides `base_model` (as in the train stage)."},
 		{Name: "tokenizer", Doc: "A tokenizer folder; by default the model folder's tokenizer, else the Qwen2.5 tokenizer from the cache folder."},
 	},
 	Outputs: []stages.OutputSpec{
@@ -67,16 +68,22 @@ The files do not depend on timing; generation speed (tokens/s per model)
 goes to the run summary only. ` + "`pipe metrics diff`" + ` compares the numbers of
 two runs.
 
-The base model is resolved like the train stage's: "tiny" (a random
-Qwen2 with the real vocabulary, generated locally), a checkpoint folder
-(relative to the project folder), or a hub id such as
-Qwen/Qwen2.5-Coder-3B-Instruct (from the Hugging Face cache, downloaded
-when missing). Its cache key covers the folder's config.json and the
-safetensors headers, not every weight byte.
+The base model is the ` + "`model`" + ` input folder when set (its content is
+hashed like any input), else ` + "`base_model`" + `, resolved as the train stage
+does: "tiny" (a random Qwen2 with the real vocabulary, generated
+locally), a checkpoint folder (relative to the project folder), or a hub
+id such as Qwen/Qwen2.5-Coder-3B-Instruct (from the Hugging Face cache,
+downloaded when missing unless ` + "`offline`" + `). For a ` + "`base_model`" + ` folder the
+cache key covers its config.json and safetensors headers, not every
+weight byte. Evaluate adapters on the base they were trained on (the
+same model and, for QLoRA, the same ` + "`quantization`" + `).
 
 Parameters:
 
-- ` + "`model`" + ` (string, default "tiny"): the base model.
+- ` + "`base_model`" + ` (string, default "tiny"): the base model when the ` + "`model`" + `
+  input is not set.
+- ` + "`offline`" + ` (bool, default false): never download the base model
+  (also HF_HUB_OFFLINE=1).
 - ` + "`adapter_names`" + ` (list of strings, default ["tuned"] for one adapter,
   ["tuned1", "tuned2", ...] for several): report labels of the adapters.
 - ` + "`backend`" + ` (string, default "auto"): "auto", "go"/"cpu", "cuda"/"gpu" or
@@ -116,7 +123,8 @@ func attr(name string, ty cty.Type, def cty.Value) hcldec.Spec {
 }
 
 var spec = hcldec.ObjectSpec{
-	"model":               attr("model", cty.String, cty.StringVal(mleval.TinyModel)),
+	"base_model":          attr("base_model", cty.String, cty.StringVal(mleval.TinyModel)),
+	"offline":             attr("offline", cty.Bool, cty.False),
 	"adapter_names":       attr("adapter_names", cty.List(cty.String), cty.ListValEmpty(cty.String)),
 	"backend":             attr("backend", cty.String, cty.StringVal("auto")),
 	"pjrt_plugin":         attr("pjrt_plugin", cty.String, cty.StringVal("")),
@@ -134,7 +142,8 @@ var spec = hcldec.ObjectSpec{
 }
 
 type config struct {
-	Model            string   `cty:"model"`
+	Model            string   `cty:"base_model"`
+	Offline          bool     `cty:"offline"`
 	AdapterNames     []string `cty:"adapter_names"`
 	Backend          string   `cty:"backend"`
 	PJRTPlugin       string   `cty:"pjrt_plugin"`
@@ -184,7 +193,7 @@ func newStage(v cty.Value) (stages.Stage, hcl.Diagnostics) {
 		bad("Invalid overlong", fmt.Sprintf("overlong is %q; use \"truncate\" or \"drop\".", c.Overlong))
 	}
 	if c.Model == "" {
-		bad("Invalid model", "model is empty; use \"tiny\", a checkpoint folder or a hub id such as Qwen/Qwen2.5-Coder-3B-Instruct.")
+		bad("Invalid base_model", "base_model is empty; use \"tiny\", a checkpoint folder or a hub id such as Qwen/Qwen2.5-Coder-3B-Instruct.")
 	}
 	for _, x := range []struct {
 		name string
@@ -219,6 +228,9 @@ func newStage(v cty.Value) (stages.Stage, hcl.Diagnostics) {
 // key (see mleval.ModelKey): the model parameter alone does not change
 // when a folder's content does.
 func (s *Stage) KeyParts(ctx context.Context, env *stages.Env) (map[string]string, error) {
+	if len(env.Paths("model")) > 0 {
+		return nil, nil // an input: the engine hashes its content
+	}
 	k, err := mleval.ModelKey(s.cfg.Model, env.WorkDir)
 	if err != nil {
 		return nil, err
@@ -263,7 +275,15 @@ func (s *Stage) Run(ctx context.Context, env *stages.Env) error {
 		}
 		adapters = append(adapters, mleval.Adapter{Name: names[i], Dir: dir})
 	}
-	baseDir, err := mleval.ResolveModel(ctx, c.Model, env.WorkDir)
+	modelName, baseDir := c.Model, ""
+	if p := env.Paths("model"); len(p) > 0 {
+		modelName, baseDir = filepath.Base(p[0]), p[0]
+		if fi, serr := os.Stat(baseDir); serr == nil && !fi.IsDir() {
+			baseDir = filepath.Dir(baseDir) // config.json or a weights file named directly
+		}
+	} else {
+		baseDir, err = mleval.ResolveModel(ctx, c.Model, env.WorkDir, c.Offline)
+	}
 	if err != nil {
 		return s.fail(env, "Cannot find the base model", err)
 	}
@@ -292,7 +312,7 @@ func (s *Stage) Run(ctx context.Context, env *stages.Env) error {
 		dt = dtypes.Float32
 	}
 	opts := mleval.Options{
-		Backend: backend, Model: c.Model, BaseDir: baseDir, Adapters: adapters,
+		Backend: backend, Model: modelName, BaseDir: baseDir, Adapters: adapters,
 		ModelOptions: qwen2.Options{DType: dt, Quantization: s.quant},
 		Tokenizer:    tok,
 		RenderChat: func(msgs []artifacts.Message) (string, error) {

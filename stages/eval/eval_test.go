@@ -51,7 +51,7 @@ func TestInvalidParameters(t *testing.T) {
 		{`max_new_tokens = 4096`, "Invalid max_new_tokens"},
 		{`adapter_names = ["base"]`, "Invalid adapter_names"},
 		{`adapter_names = ["a", "a"]`, "Invalid adapter_names"},
-		{`model = ""`, "Invalid model"},
+		{`base_model = ""`, "Invalid base_model"},
 		{`max_len = "long"`, "a number is required"},
 	} {
 		_, diags := decode(t, c.src)
