@@ -92,10 +92,11 @@ type MemorySampler interface {
 // polls nvidia-smi for the GPU's memory in use every 100 ms (which counts
 // what the allocator holds, so run XLA with preallocate=false for a
 // meaningful figure); elsewhere it reads the process's resident set size
-// from /proc (the pure-Go backend's "device" is host memory). It returns
+// from /proc (the pure-Go backend's "device" is host memory). An XLA
+// backend on a machine with nvidia-smi counts as CUDA. It returns
 // nil when neither is available.
 func NewMemorySampler(ctx context.Context, backendName string) MemorySampler {
-	if strings.Contains(backendName, "cuda") {
+	if strings.Contains(backendName, "cuda") || strings.HasPrefix(backendName, "xla") {
 		if path, err := exec.LookPath("nvidia-smi"); err == nil {
 			return startGPUSampler(ctx, path)
 		}

@@ -1,0 +1,28 @@
+#!/bin/bash
+# One device call: the training stage's step on the Qwen2.5-Coder-3B shape
+# (bench/train.test, built with `go test -c -tags gpubench -o
+# bench/train.test ./ml/train`) and the Hugging Face + peft baseline in the
+# same call, then the TensorBoard and peft loading checks. Results go to
+# $OUT: go.txt, hf.txt, results.json, check.txt, log.txt.
+set -u
+export GOMLX_NO_AUTO_INSTALL=1 GOPJRT_CUDA_CHECKS=0 PYTHONUNBUFFERED=1 PIPE_GPU_BENCH=1
+OUT=${OUT:-/tmp/out}
+W=/tmp/bench
+mkdir -p "$W" "$OUT"
+start=$(date +%s)
+log() { echo "$(( $(date +%s) - start ))s $*" >> "$OUT/log.txt"; }
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >> "$OUT/log.txt"
+run_go() { # quant ckpt packed timeout
+  log "go $*"
+  BENCH_QUANT=$1 BENCH_CKPT=$2 BENCH_PACKED=$3 BENCH_OUT=$W timeout "$4" ./bench/train.test \
+    -test.run TestGPUTrainStep -test.v -test.timeout 0 >> "$OUT/go.txt" 2>&1
+  log "go $* rc=$?"
+}
+run_go int8 1 0 170
+log hf; timeout 160 python3 bench/hf_peft_baseline.py > "$OUT/hf.txt" 2>&1; log "hf rc=$?"
+run_go nf4 1 0 150
+run_go int8 1 1 150
+left=$(( 560 - ($(date +%s) - start) ))
+[ "$left" -gt 120 ] && run_go int8 0 0 $(( left - 60 ))
+cat "$W"/result-*.json > "$OUT/results.json" 2>/dev/null
+log check; timeout 60 python3 bench/check_train_outputs.py "$W" > "$OUT/check.txt" 2>&1; log "check rc=$?"
