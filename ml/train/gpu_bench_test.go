@@ -165,7 +165,7 @@ func TestGPUTrainStep(t *testing.T) {
 		"quant": string(quant), "gradient_checkpointing": ckpt, "packed": packed, "seq": seq, "accum": accum,
 		"steps": rep.Steps, "tokens_per_s_mean": mean, "tokens_per_s_median": tps[len(tps)/2],
 		"peak_gpu_memory_gib_nvidia_smi": float64(rep.PeakMemory) / (1 << 30),
-		"load_quantise_s": load.Seconds(), "train_s": rep.TrainSeconds, "losses": losses,
+		"load_quantise_s":                load.Seconds(), "train_s": rep.TrainSeconds, "losses": losses,
 		"base_bytes": m.BaseBytes(), "backend": choice.Config,
 	}
 	b, _ := json.MarshalIndent(res, "", "  ")
