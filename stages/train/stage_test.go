@@ -305,11 +305,16 @@ func TestRunTiny(t *testing.T) {
 	tinyEnv(t)
 	env := runEnv(t)
 	env.Logger = discardLogger()
-	st := decode(t, tinySrc)
+	st := decode(t, tinySrc+"merged = true\n")
 	if err := st.Run(t.Context(), env); err != nil {
 		t.Fatal(err)
 	}
-	for _, o := range outputs(false) {
+	for _, f := range []string{"config.json", "tokenizer.json"} {
+		if _, err := os.Stat(filepath.Join(env.OutputPath("merged"), f)); err != nil {
+			t.Errorf("merged checkpoint: %v", err)
+		}
+	}
+	for _, o := range outputs(true) {
 		if _, err := os.Stat(env.OutputPath(o.Name)); err != nil {
 			t.Errorf("output %s: %v", o.Name, err)
 		}
