@@ -13,11 +13,13 @@
 //
 // Training state lives on the device between steps: the trainable
 // variables, AdamW's moments and the gradient accumulators are variables
-// of the model's Store, updated in place (donated buffers) by two compiled
-// programs, one per micro-batch (forward, backward, accumulate) and one
-// per optimiser step (normalise, clip, AdamW). Nothing is read back to the
-// host per micro-batch; per step the host reads three scalars (loss,
-// gradient norm, token count).
+// of the model's Store, updated in place (donated buffers) by compiled
+// programs: one for a micro-batch (forward, backward, accumulate) and one
+// for the last micro-batch of a step together with the optimiser update
+// (normalise, clip, AdamW), so that with grad_accum 1 a training step is
+// one program, and with grad_accum n it is n calls. Nothing is read back
+// to the host per micro-batch; per step the host reads three scalars
+// (loss, gradient norm, token count).
 //
 // The event file format is ml/tensorboard's and the PNG is ml/plot's;
 // stages/train adapts this package to the pipeline's stage API.

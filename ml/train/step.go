@@ -37,7 +37,7 @@ type trainer struct {
 	accLoss     *model.Variable
 	accTokens   *model.Variable
 
-	accumulate, apply, eval *model.Exec
+	accumulate, step, eval *model.Exec
 }
 
 const stateScope = "/train"
@@ -82,10 +82,10 @@ func newTrainer(backend compute.Backend, m *Model, opt Optimizer) (*trainer, err
 		return nil, err
 	}
 	t.accumulate.WithName("train_micro_step")
-	if t.apply, err = model.NewExecCanonical(backend, m.Store, t.applyGraph, 3, 3, false, true, true); err != nil {
+	if t.step, err = model.NewExecCanonical(backend, m.Store, t.stepGraph, 8, 3, false, true, true); err != nil {
 		return nil, err
 	}
-	t.apply.WithName("train_optimizer_step")
+	t.step.WithName("train_step")
 	if t.eval, err = model.NewExecCanonical(backend, m.Store, t.evalGraph, 5, 2, false, true, true); err != nil {
 		return nil, err
 	}
@@ -165,6 +165,14 @@ func (t *trainer) applyGraph(scope *model.Scope, g *Graph, in []*Node) []*Node {
 	return []*Node{meanLoss, norm, tokens}
 }
 
+// stepGraph is the last micro-batch of a step and the optimiser update in
+// one program: with grad_accum 1 the whole training step is one compiled
+// program. Inputs: the five batch arrays, then applyGraph's three scalars.
+func (t *trainer) stepGraph(scope *model.Scope, g *Graph, in []*Node) []*Node {
+	t.accumulateGraph(scope, g, in[:5])
+	return t.applyGraph(scope, g, in[5:])
+}
+
 // evalGraph: loss sum and weight sum of a batch, dropout off.
 func (t *trainer) evalGraph(scope *model.Scope, g *Graph, in []*Node) []*Node {
 	t.m.Store.SetTraining(g, false)
@@ -209,15 +217,17 @@ type stepResult struct {
 }
 
 // optimizerStep applies AdamW for optimiser step number n (1-based) at
-// learning rate lr.
-func (t *trainer) optimizerStep(n int, lr float64) (stepResult, error) {
+// learning rate lr, after the step's last micro-batch, last, in the same
+// program.
+func (t *trainer) optimizerStep(n int, lr float64, last *Batch) (stepResult, error) {
 	bc1 := 1 - math.Pow(t.opt.Beta1, float64(n))
 	bc2 := 1 - math.Pow(t.opt.Beta2, float64(n))
-	out, err := t.apply.Exec(
+	args := append(batchTensors(last),
 		tensors.FromScalar(float32(lr/bc1)),
 		tensors.FromScalar(float32(math.Sqrt(bc2))),
 		tensors.FromScalar(float32(1-lr*t.opt.WeightDecay)),
 	)
+	out, err := t.step.Exec(args...)
 	if err != nil {
 		return stepResult{}, err
 	}
