@@ -14,10 +14,10 @@
 // Training state lives on the device between steps: the trainable
 // variables, AdamW's moments and the gradient accumulators are variables
 // of the model's Store, updated in place (donated buffers) by compiled
-// programs: one for a micro-batch (forward, backward, accumulate) and one
-// for the last micro-batch of a step together with the optimiser update
-// (normalise, clip, AdamW), so that with grad_accum 1 a training step is
-// one program, and with grad_accum n it is n calls. Nothing is read back
+// programs. With grad_accum 1 a training step is one program (forward,
+// backward, normalise, clip, AdamW); with grad_accum n it is n calls of a
+// micro-batch program (forward, backward, accumulate) and one of a small
+// update program. Nothing is read back
 // to the host per micro-batch; per step the host reads three scalars
 // (loss, gradient norm, token count).
 //

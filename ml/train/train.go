@@ -293,18 +293,24 @@ func Train(ctx context.Context, opts Options) (*Report, error) {
 			stepStart := time.Now()
 			k := min(opts.GradAccum, n-p.Micro)
 			tokens := 0
-			// The first k-1 micro-batches accumulate; the last runs in
-			// the same program as the optimiser update.
-			for j := range k {
-				tokens += opts.Train[order[p.Micro+j]].Tokens()
-			}
-			for j := range k - 1 {
-				if err := t.microStep(opts.Train[order[p.Micro+j]]); err != nil {
-					return nil, fmt.Errorf("step %d: %w", p.Step+1, err)
+			// With grad_accum 1 the micro-batch and the update are one
+			// program; otherwise each micro-batch accumulates and a small
+			// program applies the update.
+			var last *Batch
+			if opts.GradAccum == 1 {
+				last = opts.Train[order[p.Micro]]
+				tokens += last.Tokens()
+			} else {
+				for j := range k {
+					b := opts.Train[order[p.Micro+j]]
+					if err := t.microStep(b); err != nil {
+						return nil, fmt.Errorf("step %d: %w", p.Step+1, err)
+					}
+					tokens += b.Tokens()
 				}
 			}
 			lr := LearningRate(opts.Schedule, opts.LearningRate, p.Step, warmup, total)
-			res, err := t.optimizerStep(p.Step+1, lr, opts.Train[order[p.Micro+k-1]])
+			res, err := t.optimizerStep(p.Step+1, lr, last)
 			if err != nil {
 				return nil, fmt.Errorf("step %d: %w", p.Step+1, err)
 			}
