@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/gomlx/gomlx/core/tensors"
 	"github.com/pipeml/pipe/ml/tensorboard"
 )
 
@@ -265,5 +266,40 @@ func TestResumeInProcess(t *testing.T) {
 	cps, _ := listCheckpoints(filepath.Join(split, CheckpointsDir))
 	if len(cps) != 2 {
 		t.Errorf("%d checkpoints kept, want 2: %v", len(cps), cps)
+	}
+}
+
+// TestAccumulationEqualsBigBatch checks that two micro-batches of one row
+// accumulated into one step give the same update as one batch of two rows
+// (the fused single-program step).
+func TestAccumulationEqualsBigBatch(t *testing.T) {
+	exs := tinyExamples(11, 8, 10, 30)
+	rows := Pack(exs, 32, 1)[:2]
+	both := newBatch(2, 32)
+	for r, b := range rows {
+		copy(both.IDs[r*32:], b.IDs)
+		copy(both.Positions[r*32:], b.Positions)
+		copy(both.Segments[r*32:], b.Segments)
+		copy(both.Targets[r*32:], b.Targets)
+		copy(both.Weights[r*32:], b.Weights)
+	}
+	params := func(batches []*Batch, accum int) []float32 {
+		m := newTinyModel(t, 4, 0)
+		opts := Options{Backend: testBackend(t), Model: m, Train: batches, Epochs: 1, GradAccum: accum,
+			LearningRate: 1e-2, Schedule: Constant, RunDir: t.TempDir(), Seed: 1}
+		if _, err := Train(t.Context(), opts); err != nil {
+			t.Fatal(err)
+		}
+		var out []float32
+		for _, v := range m.Trainable {
+			out = append(out, tensors.MustCopyFlatData[float32](v.MustValue())...)
+		}
+		return out
+	}
+	a, b := params(rows, 2), params([]*Batch{both}, 1)
+	for i := range a {
+		if math.Abs(float64(a[i]-b[i])) > 1e-6 {
+			t.Fatalf("parameter %d: %v accumulated, %v in one batch", i, a[i], b[i])
+		}
 	}
 }
