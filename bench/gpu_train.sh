@@ -26,3 +26,22 @@ left=$(( 560 - ($(date +%s) - start) ))
 [ "$left" -gt 120 ] && run_go int8 0 0 $(( left - 60 ))
 cat "$W"/result-*.json > "$OUT/results.json" 2>/dev/null
 log check; timeout 60 python3 bench/check_train_outputs.py "$W" > "$OUT/check.txt" 2>&1; log "check rc=$?"
+# Short table last (the device tool returns the end of the output).
+python3 - "$OUT" <<'PY'
+import json, sys, glob, os, re
+out = sys.argv[1]
+hf = {}
+for line in open(os.path.join(out, "hf.txt")):
+    if line.startswith("{"):
+        hf = json.loads(line).get("results", {})
+print("HF+peft:", json.dumps(hf))
+txt = open(os.path.join(out, "results.json")).read() if os.path.exists(os.path.join(out, "results.json")) else ""
+for m in re.finditer(r"\{.*?\n\}", txt, re.S):
+    r = json.loads(m.group(0))
+    base = hf.get("seq3600_gc%d" % int(r["gradient_checkpointing"]), {})
+    ratio = r["tokens_per_s_median"] / base["tok_per_s"] if base else float("nan")
+    print("go %-5s ckpt=%-5s packed=%-5s %8.0f tok/s (x%.2f vs HF same gc) peak %.1f GiB (nvidia-smi) load %.0fs" % (
+        r["quant"], r["gradient_checkpointing"], r["packed"], r["tokens_per_s_median"], ratio,
+        r["peak_gpu_memory_gib_nvidia_smi"], r["load_quantise_s"]))
+PY
+tail -c 1500 "$OUT/check.txt"
