@@ -18,14 +18,16 @@ run_go() { # quant ckpt packed timeout
     -test.run TestGPUTrainStep -test.v -test.timeout 0 >> "$OUT/go.txt" 2>&1
   log "go $* rc=$?"
 }
+left() { echo $(( 540 - ($(date +%s) - start) )); }
+# In order of importance; each bounded so the call ends inside 10 minutes
+# with 60 s kept for the loading checks.
 run_go int8 1 0 170
-log hf; timeout 160 python3 bench/hf_peft_baseline.py > "$OUT/hf.txt" 2>&1; log "hf rc=$?"
-run_go nf4 1 0 150
-run_go int8 1 1 150
-left=$(( 560 - ($(date +%s) - start) ))
-[ "$left" -gt 120 ] && run_go int8 0 0 $(( left - 60 ))
+log hf; timeout 150 python3 bench/hf_peft_baseline.py > "$OUT/hf.txt" 2>&1; log "hf rc=$?"
+[ "$(left)" -gt 150 ] && run_go nf4 1 0 $(( $(left) - 60 < 150 ? $(left) - 60 : 150 ))
+[ "$(left)" -gt 150 ] && run_go int8 1 1 $(( $(left) - 60 < 140 ? $(left) - 60 : 140 ))
+[ "$(left)" -gt 150 ] && run_go int8 0 0 $(( $(left) - 60 ))
 cat "$W"/result-*.json > "$OUT/results.json" 2>/dev/null
-log check; timeout 60 python3 bench/check_train_outputs.py "$W" > "$OUT/check.txt" 2>&1; log "check rc=$?"
+log check; timeout 55 python3 bench/check_train_outputs.py "$W" > "$OUT/check.txt" 2>&1; log "check rc=$?"
 # Short table last (the device tool returns the end of the output).
 python3 - "$OUT" <<'PY'
 import json, sys, glob, os, re
