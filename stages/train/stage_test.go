@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	_ "github.com/gomlx/compute/gobackend"
 	"github.com/hashicorp/hcl/v2"
@@ -380,4 +381,67 @@ func countTrue(m []bool) int {
 		}
 	}
 	return n
+}
+
+// TestResumeGivesSameAdapter interrupts a stage run as soon as its first
+// checkpoint exists, runs it again, and compares the adapter with an
+// uninterrupted run's, byte for byte.
+func TestResumeGivesSameAdapter(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains the tiny model three times")
+	}
+	tinyEnv(t)
+	src := strings.Replace(tinySrc, "grad_accum = 2", "grad_accum = 1", 1)
+	full := runEnv(t)
+	full.Logger = discardLogger()
+	if err := decode(t, src).Run(t.Context(), full); err != nil {
+		t.Fatal(err)
+	}
+
+	env := runEnv(t)
+	env.Logger = discardLogger()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			if ms, _ := filepath.Glob(filepath.Join(env.WorkDir, ".pipe/train/*/checkpoints/checkpoint-*/progress.json")); len(ms) > 0 {
+				cancel()
+				return
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	err := decode(t, src).Run(ctx, env)
+	cancel()
+	<-done
+	if !errors.Is(err, mltrain.ErrInterrupted) {
+		t.Fatalf("the interrupted run returned %v", err)
+	}
+	out, _ := os.ReadDir(env.OutDir)
+	if len(out) != 0 {
+		t.Fatalf("the interrupted run wrote outputs: %v", out)
+	}
+	if err := decode(t, src).Run(t.Context(), env); err != nil {
+		t.Fatal(err)
+	}
+	var rep mltrain.Report
+	b, _ := os.ReadFile(env.OutputPath("report"))
+	json.Unmarshal(b, &rep)
+	if rep.ResumedAtStep == 0 || rep.ResumedAtStep >= rep.Steps {
+		t.Fatalf("resumed at step %d of %d", rep.ResumedAtStep, rep.Steps)
+	}
+	for _, name := range []string{"adapter", "last_adapter"} {
+		a, err := os.ReadFile(filepath.Join(full.OutputPath(name), "adapter_model.safetensors"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(filepath.Join(env.OutputPath(name), "adapter_model.safetensors"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(a) != string(b) {
+			t.Errorf("%s differs after interruption and resume", name)
+		}
+	}
 }
