@@ -287,22 +287,59 @@ func Evaluate(ctx context.Context, opts Options) (*Report, error) {
 		}
 	}
 
-	t0 := time.Now()
-	m, err := qwen2.Load(opts.BaseDir, opts.ModelOptions)
-	if err != nil {
+	// One compiled set of programs serves every model of the same adapter
+	// shape (rank, targets, scaling: the scaling is a constant of the
+	// graphs): the base is evaluated with a zero adapter shaped like the
+	// first one (PEFT's initialisation, B = 0, adds exactly nothing), and
+	// each adapter of that shape then only overwrites the variables. On
+	// the GPU, where each program takes seconds to compile, this halves
+	// the compilation. An adapter of another shape reloads the base.
+	configs := make([]*qwen2.AdapterConfig, len(opts.Adapters))
+	loras := make([]qwen2.LoRAConfig, len(opts.Adapters))
+	for i, a := range opts.Adapters {
+		if configs[i], loras[i], err = qwen2.ReadAdapterConfig(a.Dir); err != nil {
+			return nil, err
+		}
+		loras[i].Targets = loras[i].TargetSet()
+		loras[i].Dropout = 0
+	}
+	sameShape := func(a, b *qwen2.LoRAConfig) bool {
+		return a != nil && b != nil && a.Rank == b.Rank && slices.Equal(a.Targets, b.Targets) && a.Scaling() == b.Scaling()
+	}
+	var (
+		m   *qwen2.Model
+		lr  *lossRunner
+		gen *qwen2.Generator
+		cur *qwen2.LoRAConfig // shape of m's adapter
+	)
+	load := func(lc *qwen2.LoRAConfig) error {
+		t0 := time.Now()
+		var err error
+		if m, err = qwen2.Load(opts.BaseDir, opts.ModelOptions); err != nil {
+			return err
+		}
+		if lc != nil {
+			if err := m.AddLoRA(*lc, 1); err != nil {
+				return err
+			}
+		}
+		cur = lc
+		lr, gen = newLossRunner(m, opts.Backend), m.NewGenerator(opts.Backend)
+		log.Info("base model loaded", "model", opts.Model, "seconds", time.Since(t0).Seconds())
+		return nil
+	}
+	var first *qwen2.LoRAConfig
+	if len(loras) > 0 {
+		first = &loras[0]
+	}
+	if err := load(first); err != nil {
 		return nil, err
 	}
-	log.Info("base model loaded", "model", opts.Model, "seconds", time.Since(t0).Seconds())
 	for vi, name := range names {
 		if vi > 0 {
-			a := opts.Adapters[vi-1]
-			ac, lc, err := qwen2.ReadAdapterConfig(a.Dir)
-			if err != nil {
-				return nil, err
-			}
-			if cur := m.LoRA(); cur != nil && (cur.Rank != lc.Rank || !slices.Equal(cur.Targets, lc.TargetSet())) {
-				// Another adapter's shapes: start again from a clean base.
-				if m, err = qwen2.Load(opts.BaseDir, opts.ModelOptions); err != nil {
+			a, lc := opts.Adapters[vi-1], &loras[vi-1]
+			if !sameShape(cur, lc) {
+				if err := load(lc); err != nil {
 					return nil, err
 				}
 			}
@@ -312,13 +349,9 @@ func Evaluate(ctx context.Context, opts Options) (*Report, error) {
 			if rep.Adapters == nil {
 				rep.Adapters = map[string]AdapterInfo{}
 			}
-			rep.Adapters[name] = AdapterInfo{Rank: lc.Rank, Alpha: lc.Alpha, Targets: lc.TargetSet(), Base: ac.BaseModelNameOrPath}
+			rep.Adapters[name] = AdapterInfo{Rank: lc.Rank, Alpha: lc.Alpha, Targets: lc.Targets, Base: configs[vi-1].BaseModelNameOrPath}
 		}
 		log.Info("evaluating", "model", name)
-		// Compiled programs are per model state: graphs built without an
-		// adapter do not apply one.
-		lr := newLossRunner(m, opts.Backend)
-		gen := m.NewGenerator(opts.Backend)
 
 		table := newLossTable()
 		for _, b := range batches {

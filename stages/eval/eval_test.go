@@ -71,10 +71,10 @@ func TestDocumentsEveryParameter(t *testing.T) {
 	}
 }
 
-// TestRun runs the stage on the tiny model with an adapter whose B
-// matrices are zero (PEFT's initialisation): the tuned model must score
-// exactly like the base, the outputs must be written, and a second run
-// must give the same bytes.
+// TestRun runs the stage on the tiny model with two adapters of
+// different shapes whose B matrices are zero (PEFT's initialisation): the
+// tuned models must score exactly like the base, the outputs must be
+// written, and a second run must give the same bytes.
 func TestRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("evaluates the tiny model twice")
@@ -101,6 +101,17 @@ func TestRun(t *testing.T) {
 	}
 	// A training run folder: the stage picks best/.
 	if err := m.ExportAdapter(filepath.Join(dir, "run", "best"), "tiny"); err != nil {
+		t.Fatal(err)
+	}
+	// A second adapter of another shape: the stage reloads the base for it.
+	m2, err := qwen2.Load(tiny, qwen2.Options{DType: dtypes.Float32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m2.AddLoRA(qwen2.LoRAConfig{Rank: 3, Alpha: 3}, 4); err != nil {
+		t.Fatal(err)
+	}
+	if err := m2.ExportAdapter(filepath.Join(dir, "other"), "tiny"); err != nil {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
@@ -137,7 +148,7 @@ batch_size = 2
 			Stage: "eval", Kind: Definition.Name, WorkDir: dir,
 			Inputs: map[string]stages.Input{
 				"records":  {Name: "records", Paths: []string{records}},
-				"adapters": {Name: "adapters", Paths: []string{filepath.Join(dir, "run")}},
+				"adapters": {Name: "adapters", Paths: []string{filepath.Join(dir, "run"), filepath.Join(dir, "other")}},
 			},
 			OutDir: t.TempDir(), TempDir: t.TempDir(), Parallelism: 1,
 			Logger: slog.New(slog.DiscardHandler), Summary: map[string]any{},
@@ -156,19 +167,25 @@ batch_size = 2
 	if err := json.Unmarshal(first, &rep); err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(rep.Models, ","); got != "base,tuned" {
+	if got := strings.Join(rep.Models, ","); got != "base,tuned1,tuned2" {
 		t.Errorf("models %s", got)
 	}
-	b, tu := rep.Loss["base"], rep.Loss["tuned"]
-	if b.All.Tokens == 0 || b.All.Loss != tu.All.Loss || b.ByKind["fim"].Loss != tu.ByKind["fim"].Loss {
-		t.Errorf("a zero adapter changed the loss: base %+v, tuned %+v", b.All, tu.All)
+	b := rep.Loss["base"]
+	for _, name := range []string{"tuned1", "tuned2"} {
+		tu := rep.Loss[name]
+		if b.All.Tokens == 0 || b.All.Loss != tu.All.Loss || b.ByKind["fim"].Loss != tu.ByKind["fim"].Loss {
+			t.Errorf("a zero adapter changed the loss: base %+v, %s %+v", b.All, name, tu.All)
+		}
+	}
+	if a := rep.Adapters["tuned2"]; a.Rank != 3 || len(a.Targets) != 7 {
+		t.Errorf("tuned2 adapter %+v", a)
 	}
 	if rep.FIM == nil || rep.FIM.Examples != 3 {
 		t.Fatalf("FIM: %+v", rep.FIM)
 	}
 	for _, s := range rep.FIM.Samples {
-		if s.Results["base"].Output != s.Results["tuned"].Output {
-			t.Errorf("%s: base %q, tuned %q", s.Where, s.Results["base"].Output, s.Results["tuned"].Output)
+		if s.Results["base"].Output != s.Results["tuned1"].Output || s.Results["base"].Output != s.Results["tuned2"].Output {
+			t.Errorf("%s: base %q, tuned %q and %q", s.Where, s.Results["base"].Output, s.Results["tuned1"].Output, s.Results["tuned2"].Output)
 		}
 	}
 	if len(rep.Chat) != 2 || rep.Chat[1].Prompt != "What is 1+1?" || rep.Chat[1].System != "Be brief." {
@@ -182,7 +199,7 @@ batch_size = 2
 	if rep.DType != dtypes.Float32.String() {
 		t.Errorf("dtype %s on the CPU, want float32", rep.DType)
 	}
-	if _, ok := env.Summary["tuned.eval_loss"]; !ok {
+	if _, ok := env.Summary["tuned2.eval_loss"]; !ok {
 		t.Errorf("summary %v", env.Summary)
 	}
 	env2, second := run()
