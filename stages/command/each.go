@@ -113,9 +113,12 @@ func (e *Each) Items(ctx context.Context, env *stages.Env) ([]stages.Item, error
 			if de.IsDir() || seen[p] {
 				return nil
 			}
-			fi, err := os.Stat(p)
-			if err != nil || !fi.Mode().IsRegular() {
-				return nil
+			if !de.Type().IsRegular() {
+				// Follow links to files; skip anything else.
+				fi, err := os.Stat(p)
+				if err != nil || !fi.Mode().IsRegular() {
+					return nil
+				}
 			}
 			seen[p] = true
 			key := p
