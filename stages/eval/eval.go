@@ -90,6 +90,8 @@ Parameters:
   a GoMLX backend string, chosen as the train stage does
   (ml/train.ResolveBackend).
 - ` + "`pjrt_plugin`" + ` (string, default ""): path of the CUDA PJRT plugin.
+- ` + "`xla_options`" + ` (string, default "preallocate=false"): options appended
+  to an XLA backend configuration, as in the train stage.
 - ` + "`dtype`" + ` (string, default "auto"): compute dtype, "bfloat16" or
   "float32"; "auto" is bfloat16 on XLA (the GPU), float32 elsewhere (the pure-Go CPU backend).
 - ` + "`quantization`" + ` (string, default "none"): base weights as "none",
@@ -128,6 +130,7 @@ var spec = hcldec.ObjectSpec{
 	"adapter_names":       attr("adapter_names", cty.List(cty.String), cty.ListValEmpty(cty.String)),
 	"backend":             attr("backend", cty.String, cty.StringVal("auto")),
 	"pjrt_plugin":         attr("pjrt_plugin", cty.String, cty.StringVal("")),
+	"xla_options":         attr("xla_options", cty.String, cty.StringVal("preallocate=false")),
 	"dtype":               attr("dtype", cty.String, cty.StringVal("auto")),
 	"quantization":        attr("quantization", cty.String, cty.StringVal("none")),
 	"max_len":             attr("max_len", cty.Number, cty.NumberIntVal(2048)),
@@ -147,6 +150,7 @@ type config struct {
 	AdapterNames     []string `cty:"adapter_names"`
 	Backend          string   `cty:"backend"`
 	PJRTPlugin       string   `cty:"pjrt_plugin"`
+	XLAOptions       string   `cty:"xla_options"`
 	DType            string   `cty:"dtype"`
 	Quantization     string   `cty:"quantization"`
 	MaxLen           int      `cty:"max_len"`
@@ -301,7 +305,7 @@ func (s *Stage) Run(ctx context.Context, env *stages.Env) error {
 	if err != nil {
 		return s.fail(env, "Cannot load the tokenizer", err)
 	}
-	backend, choice, err := train.OpenBackend(c.Backend, c.PJRTPlugin, "")
+	backend, choice, err := train.OpenBackend(c.Backend, c.PJRTPlugin, c.XLAOptions)
 	if err != nil {
 		return s.fail(env, "Cannot start the backend", err)
 	}
