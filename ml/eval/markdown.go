@@ -315,6 +315,9 @@ func sideBySide(b *strings.Builder, cols []string, cell func(col string) (text, 
 	b.WriteString("</tr>\n<tr>")
 	for _, c := range cols {
 		text, note := cell(c)
+		if strings.TrimSpace(text) == "" {
+			note = strings.TrimPrefix(note+"; no text", "; ")
+		}
 		b.WriteString("<td valign=\"top\">")
 		if note != "" {
 			fmt.Fprintf(b, "<i>%s</i>", html.EscapeString(note))

@@ -83,6 +83,7 @@ func TestReportRenders(t *testing.T) {
 		" 2 skipped (too_long).",
 		"<pre>\treturn &lt;nil&gt;\n</pre>",
 		"<pre>a &amp; b</pre>",
+		"<i>no text</i><pre></pre>",
 		"> Hi\n> there",
 		", 1 truncated to 128 tokens, 1 dropped (no_loss_tokens).",
 	} {
