@@ -283,7 +283,7 @@ func cmdStages(ctx context.Context, args []string, stdout, stderr io.Writer) err
 func stageDoc(def *stages.Definition) string {
 	var b strings.Builder
 	title, body, _ := strings.Cut(def.Doc, "\n")
-	fmt.Fprintf(&b, "## %s — %s (version %s)\n\n", def.Name, strings.TrimSpace(title), def.Version)
+	fmt.Fprintf(&b, "# %s — %s (version %s)\n\n", def.Name, strings.TrimSpace(title), def.Version)
 	if body = strings.TrimSpace(body); body != "" {
 		b.WriteString(body + "\n\n")
 	}

@@ -165,6 +165,8 @@ type logHook struct {
 	logger *slog.Logger
 }
 
+var _ engine.Hook = (*logHook)(nil)
+
 func (h *logHook) StageStarted(name string) { h.ui.StageStarted(name) }
 func (h *logHook) StageProgress(name string, done, total int) {
 	h.ui.StageProgress(name, done, total)
