@@ -94,8 +94,8 @@ Parameters:
   to an XLA backend configuration, as in the train stage.
 - ` + "`dtype`" + ` (string, default "auto"): compute dtype, "bfloat16" or
   "float32"; "auto" is bfloat16 on XLA (the GPU), float32 elsewhere (the pure-Go CPU backend).
-- ` + "`quantization`" + ` (string, default "none"): base weights as "none",
-  "int8" or "nf4".
+- ` + "`quantization`" + ` (string, default "int8", the train stage's default):
+  base weights as "none", "int8" or "nf4"; use the training run's value.
 - ` + "`max_len`" + ` (number, default 2048): the most tokens of a loss example;
   also the bound of a FIM prompt plus ` + "`max_new_tokens`" + ` (longer tasks are
   skipped and counted).
@@ -132,7 +132,7 @@ var spec = hcldec.ObjectSpec{
 	"pjrt_plugin":         attr("pjrt_plugin", cty.String, cty.StringVal("")),
 	"xla_options":         attr("xla_options", cty.String, cty.StringVal("preallocate=false")),
 	"dtype":               attr("dtype", cty.String, cty.StringVal("auto")),
-	"quantization":        attr("quantization", cty.String, cty.StringVal("none")),
+	"quantization":        attr("quantization", cty.String, cty.StringVal("int8")),
 	"max_len":             attr("max_len", cty.Number, cty.NumberIntVal(2048)),
 	"overlong":            attr("overlong", cty.String, cty.StringVal("truncate")),
 	"train_on_all":        attr("train_on_all", cty.Bool, cty.False),
