@@ -97,4 +97,3 @@ stage "lines" "l" {
 		t.Errorf("old result after gc: %s, want executed", rec.Stages[0].Status)
 	}
 }
-
