@@ -43,7 +43,7 @@ const racyWindow = 50 * time.Millisecond
 type StatMemo struct {
 	path string
 
-	mu    sync.Mutex
+	mu    sync.RWMutex
 	m     map[string]memoEntry // guarded by mu
 	dirty bool                 // guarded by mu
 }
@@ -175,9 +175,9 @@ func (s *StatMemo) lookupID(path string, id fileID) (artifacts.Digest, bool) {
 	if s == nil {
 		return "", false
 	}
-	s.mu.Lock()
+	s.mu.RLock()
 	e, ok := s.m[path]
-	s.mu.Unlock()
+	s.mu.RUnlock()
 	if !ok || e.id != id {
 		return "", false
 	}
