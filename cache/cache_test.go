@@ -159,3 +159,64 @@ func TestItemIndexRoundTrip(t *testing.T) {
 }
 
 func keyDigest(s string) artifacts.Digest { return artifacts.DigestBytes([]byte(s)) }
+
+// TestJournals: the stat memo and item indexes append what changed, later
+// lines win, a torn last line is ignored, and deletions rewrite the file.
+func TestJournals(t *testing.T) {
+	dir := t.TempDir()
+	old := time.Now().Add(-time.Hour)
+	var files []string
+	for i := range 3 {
+		f := filepath.Join(dir, string(rune('a'+i)))
+		os.WriteFile(f, []byte{byte(i)}, 0o644)
+		os.Chtimes(f, old, old)
+		files = append(files, f)
+	}
+	memoPath := filepath.Join(dir, "memo")
+	m := LoadStatMemo(memoPath)
+	m.HashFile(files[0])
+	m.Save()
+	size1 := fileSize(t, memoPath)
+	m.HashFile(files[1])
+	m.Save()
+	if fileSize(t, memoPath) <= size1 {
+		t.Fatal("second save did not append")
+	}
+	// A torn line at the end is ignored.
+	f, _ := os.OpenFile(memoPath, os.O_WRONLY|os.O_APPEND, 0)
+	f.WriteString("1 2 3 4 5 " + string(artifacts.DigestBytes(nil)) + " " + files[2])
+	f.Close()
+	m2 := LoadStatMemo(memoPath)
+	if len(m2.m) != 2 {
+		t.Errorf("memo has %d entries, want 2", len(m2.m))
+	}
+
+	c, _ := Open(filepath.Join(dir, "cache"))
+	ix := c.ItemIndex("s")
+	ix.Put(keyOf("1"), ItemResult{Digest: keyDigest("1"), Size: 1, Data: []byte("1")})
+	ix.Save()
+	ix.Put(keyOf("1"), ItemResult{Digest: keyDigest("one"), Size: 3, Data: []byte("one")})
+	ix.Put(keyOf("2"), ItemResult{Digest: keyDigest("2"), Size: 1, Data: []byte("2")})
+	ix.Save()
+	ix2 := c.ItemIndex("s")
+	if r, _ := ix2.Get(keyOf("1")); string(r.Data) != "one" || ix2.Len() != 2 {
+		t.Errorf("reloaded index: %q, %d entries", r.Data, ix2.Len())
+	}
+	if ix2.fileLines != 3 {
+		t.Errorf("index file has %d lines, want 3 (appended)", ix2.fileLines)
+	}
+	ix2.Delete(keyOf("2"))
+	ix2.Save()
+	ix3 := c.ItemIndex("s")
+	if ix3.Len() != 1 || ix3.fileLines != 1 {
+		t.Errorf("after delete: %d entries, %d lines, want 1 and 1", ix3.Len(), ix3.fileLines)
+	}
+}
+
+func fileSize(t *testing.T, p string) int64 {
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}

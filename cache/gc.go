@@ -108,7 +108,7 @@ func (c *Cache) itemIndexAt(p string) *ItemIndex {
 	if err != nil {
 		return ix
 	}
-	parseItemIndex(b, ix.m)
+	ix.fileLines = parseItemIndex(b, ix.m)
 	return ix
 }
 

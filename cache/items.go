@@ -34,9 +34,15 @@ const InlineMax = 1024
 type ItemIndex struct {
 	path string
 
-	mu    sync.Mutex
-	m     map[string]ItemResult // guarded by mu
-	dirty bool                  // guarded by mu
+	mu sync.Mutex
+	m  map[string]ItemResult // guarded by mu
+	// The file is a journal, as the stat memo's: Save appends new entries
+	// and rewrites the file only after deletions or when it has grown to
+	// twice the live entries.
+	dirty     bool     // guarded by mu
+	rewrite   bool     // an entry was deleted; guarded by mu
+	pending   []string // keys put since the last save; guarded by mu
+	fileLines int      // guarded by mu
 }
 
 // ItemIndex loads the index called id (any string; it is hashed into a
@@ -45,19 +51,23 @@ func (c *Cache) ItemIndex(id string) *ItemIndex {
 	name := artifacts.DigestBytes([]byte(id))
 	ix := &ItemIndex{path: filepath.Join(c.dir, "items", string(name)), m: map[string]ItemResult{}}
 	if b, err := os.ReadFile(ix.path); err == nil {
-		parseItemIndex(b, ix.m)
+		ix.fileLines = parseItemIndex(b, ix.m)
 	}
 	return ix
 }
 
-func parseItemIndex(b []byte, m map[string]ItemResult) {
+// parseItemIndex reads index lines into m (later lines win) and returns
+// how many lines there were. A torn last line is ignored.
+func parseItemIndex(b []byte, m map[string]ItemResult) int {
+	lines := 0
 	for len(b) > 0 {
-		line := b
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			line, b = b[:i], b[i+1:]
-		} else {
-			b = nil
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			break
 		}
+		line := b[:i]
+		b = b[i+1:]
+		lines++
 		key, rest, ok1 := bytes.Cut(line, []byte{' '})
 		dig, rest, ok2 := bytes.Cut(rest, []byte{' '})
 		size, data, inline := bytes.Cut(rest, []byte{' '})
@@ -76,6 +86,7 @@ func parseItemIndex(b []byte, m map[string]ItemResult) {
 		}
 		m[string(key)] = r
 	}
+	return lines
 }
 
 // Get returns the result recorded for key.
@@ -94,6 +105,7 @@ func (ix *ItemIndex) Put(key string, r ItemResult) {
 		return
 	}
 	ix.m[key] = r
+	ix.pending = append(ix.pending, key)
 	ix.dirty = true
 }
 
@@ -103,7 +115,7 @@ func (ix *ItemIndex) Delete(key string) {
 	defer ix.mu.Unlock()
 	if _, ok := ix.m[key]; ok {
 		delete(ix.m, key)
-		ix.dirty = true
+		ix.dirty, ix.rewrite = true, true
 	}
 }
 
@@ -114,7 +126,7 @@ func (ix *ItemIndex) Retain(keep func(key string) bool) {
 	for k := range ix.m {
 		if !keep(k) {
 			delete(ix.m, k)
-			ix.dirty = true
+			ix.dirty, ix.rewrite = true, true
 		}
 	}
 }
@@ -126,12 +138,36 @@ func (ix *ItemIndex) Len() int {
 	return len(ix.m)
 }
 
-// Save writes the index atomically if it changed.
+// Save appends the entries put since the last save, or rewrites the
+// whole index atomically after deletions or when superseded lines pile up.
 func (ix *ItemIndex) Save() error {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	if !ix.dirty {
 		return nil
+	}
+	if !ix.rewrite && ix.fileLines > 0 && ix.fileLines+len(ix.pending) <= 2*len(ix.m)+1024 {
+		var b []byte
+		for _, k := range ix.pending {
+			if r, ok := ix.m[k]; ok {
+				b = appendItemLine(b, k, r)
+			}
+		}
+		f, err := os.OpenFile(ix.path, os.O_WRONLY|os.O_APPEND, 0)
+		if err == nil {
+			_, err = f.Write(b)
+			if err == nil {
+				err = f.Sync()
+			}
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err == nil {
+				ix.fileLines += len(ix.pending)
+				ix.pending, ix.dirty = nil, false
+				return nil
+			}
+		}
 	}
 	keys := make([]string, 0, len(ix.m))
 	for k := range ix.m {
@@ -140,23 +176,27 @@ func (ix *ItemIndex) Save() error {
 	sort.Strings(keys)
 	b := make([]byte, 0, len(keys)*180)
 	for _, k := range keys {
-		r := ix.m[k]
-		b = append(b, k...)
-		b = append(b, ' ')
-		b = append(b, r.Digest...)
-		b = append(b, ' ')
-		b = strconv.AppendInt(b, r.Size, 10)
-		if r.Data != nil {
-			b = append(b, ' ')
-			b = base64.StdEncoding.AppendEncode(b, r.Data)
-		}
-		b = append(b, '\n')
+		b = appendItemLine(b, k, ix.m[k])
 	}
 	if err := WriteFileAtomic(ix.path, b); err != nil {
 		return err
 	}
-	ix.dirty = false
+	ix.fileLines = len(keys)
+	ix.pending, ix.dirty, ix.rewrite = nil, false, false
 	return nil
+}
+
+func appendItemLine(b []byte, k string, r ItemResult) []byte {
+	b = append(b, k...)
+	b = append(b, ' ')
+	b = append(b, r.Digest...)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, r.Size, 10)
+	if r.Data != nil {
+		b = append(b, ' ')
+		b = base64.StdEncoding.AppendEncode(b, r.Data)
+	}
+	return append(b, '\n')
 }
 
 func (ix *ItemIndex) digests() []artifacts.Digest {

@@ -50,8 +50,7 @@ func (c *Cache) checkObject(d artifacts.Digest, memo *StatMemo, deep bool) error
 		return err
 	}
 	if got != d {
-		os.Remove(p)
-		memo.Forget(p)
+		os.Remove(p) // a new object at p gets a new inode and ctime, so the memo cannot mistake it for this one
 		return fmt.Errorf("object %s has digest %s: %w", d.Short(), got.Short(), ErrCorrupt)
 	}
 	memo.Record(p, fi, d)
@@ -93,7 +92,6 @@ func (c *Cache) Materialize(a artifacts.Artifact, dest string, memo *StatMemo) e
 	if err := removeAllWritable(dest); err != nil {
 		return err
 	}
-	memo.Forget(dest)
 	return os.Rename(tmp, dest)
 }
 

@@ -43,9 +43,15 @@ const racyWindow = 50 * time.Millisecond
 type StatMemo struct {
 	path string
 
-	mu    sync.RWMutex
-	m     map[string]memoEntry // guarded by mu
-	dirty bool                 // guarded by mu
+	mu sync.RWMutex
+	m  map[string]memoEntry // guarded by mu
+	// The file is a journal: Save appends the entries recorded since the
+	// last save (later lines win on load) and rewrites it whole only when
+	// entries were dropped or it has grown to twice the live entries.
+	dirty     bool     // guarded by mu
+	rewrite   bool     // an entry was dropped; guarded by mu
+	pending   []string // keys recorded since the last save; guarded by mu
+	fileLines int      // lines in the file; guarded by mu
 }
 
 // LoadStatMemo reads the memo stored at path; a missing or unreadable
@@ -58,12 +64,13 @@ func LoadStatMemo(path string) *StatMemo {
 	}
 	s.m = make(map[string]memoEntry, bytes.Count(b, []byte{'\n'}))
 	for len(b) > 0 {
-		line := b
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			line, b = b[:i], b[i+1:]
-		} else {
-			b = nil
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			break // a line torn by a crash
 		}
+		line := b[:i]
+		b = b[i+1:]
+		s.fileLines++
 		var e memoEntry
 		var nums [5]uint64
 		ok := true
@@ -98,13 +105,36 @@ func parseUint(b []byte) (uint64, []byte, bool) {
 	return n, b[i+1:], true
 }
 
-// Save writes the memo back atomically if it changed. Entries of files
-// that no longer exist are dropped.
+// Save writes what changed since the last save: appended to the file, or
+// the whole memo through a temporary file and a rename when entries were
+// dropped or the file holds too many superseded lines. A crash mid-append
+// leaves at most a torn last line, which the loader ignores.
 func (s *StatMemo) Save() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.dirty || s.path == "" {
 		return nil
+	}
+	if !s.rewrite && s.fileLines > 0 && s.fileLines+len(s.pending) <= 2*len(s.m)+1024 {
+		b := make([]byte, 0, len(s.pending)*160)
+		for _, k := range s.pending {
+			if e, ok := s.m[k]; ok && !strings.ContainsRune(k, '\n') {
+				b = appendMemoLine(b, k, e)
+			}
+		}
+		f, err := os.OpenFile(s.path, os.O_WRONLY|os.O_APPEND, 0)
+		if err == nil {
+			_, err = f.Write(b)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err == nil {
+				s.fileLines += len(s.pending)
+				s.pending, s.dirty = nil, false
+				return nil
+			}
+		}
+		// Fall through to a full rewrite.
 	}
 	keys := make([]string, 0, len(s.m))
 	for k := range s.m {
@@ -116,27 +146,31 @@ func (s *StatMemo) Save() error {
 	sort.Strings(keys)
 	b := make([]byte, 0, len(keys)*160)
 	for _, k := range keys {
-		e := s.m[k]
-		b = strconv.AppendUint(b, e.id.Dev, 10)
-		b = append(b, ' ')
-		b = strconv.AppendUint(b, e.id.Ino, 10)
-		b = append(b, ' ')
-		b = strconv.AppendUint(b, uint64(e.id.Size), 10)
-		b = append(b, ' ')
-		b = strconv.AppendUint(b, uint64(e.id.Mtime), 10)
-		b = append(b, ' ')
-		b = strconv.AppendUint(b, uint64(e.id.Ctime), 10)
-		b = append(b, ' ')
-		b = append(b, e.digest...)
-		b = append(b, ' ')
-		b = append(b, k...)
-		b = append(b, '\n')
+		b = appendMemoLine(b, k, s.m[k])
 	}
 	if err := WriteFileAtomic(s.path, b); err != nil {
 		return err
 	}
-	s.dirty = false
+	s.fileLines = len(keys)
+	s.pending, s.dirty, s.rewrite = nil, false, false
 	return nil
+}
+
+func appendMemoLine(b []byte, k string, e memoEntry) []byte {
+	b = strconv.AppendUint(b, e.id.Dev, 10)
+	b = append(b, ' ')
+	b = strconv.AppendUint(b, e.id.Ino, 10)
+	b = append(b, ' ')
+	b = strconv.AppendUint(b, uint64(e.id.Size), 10)
+	b = append(b, ' ')
+	b = strconv.AppendUint(b, uint64(e.id.Mtime), 10)
+	b = append(b, ' ')
+	b = strconv.AppendUint(b, uint64(e.id.Ctime), 10)
+	b = append(b, ' ')
+	b = append(b, e.digest...)
+	b = append(b, ' ')
+	b = append(b, k...)
+	return append(b, '\n')
 }
 
 // Forget drops every entry under path (a file or a folder).
@@ -147,7 +181,7 @@ func (s *StatMemo) Forget(path string) {
 	for k := range s.m {
 		if k == path || strings.HasPrefix(k, prefix) {
 			delete(s.m, k)
-			s.dirty = true
+			s.dirty, s.rewrite = true, true
 		}
 	}
 }
@@ -164,6 +198,7 @@ func (s *StatMemo) Record(path string, fi fs.FileInfo, d artifacts.Digest) {
 		return
 	}
 	s.m[path] = memoEntry{id: id, digest: d}
+	s.pending = append(s.pending, path)
 	s.dirty = true
 }
 
