@@ -115,7 +115,7 @@ func (r *run) execute(ctx context.Context, n *Node) *StageResult {
 	}
 	env.Progress = func(done, total int) { r.hook.StageProgress(n.Name, done, total) }
 	if m, ok := n.Stage.(stages.Mapper); ok {
-		items, err := r.runMapper(ctx, n, m, env, ki)
+		items, err := r.runMapper(ctx, n, m, env, ki, forced || cached != nil)
 		res.Items = items
 		if err != nil {
 			return fail(err)

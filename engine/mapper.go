@@ -68,8 +68,9 @@ func holdsItems(path string, sorted []string) bool {
 // runMapper drives a Mapper with a per-item cache: items whose key (base
 // key, item key, item file digests) is in the stage's item index are
 // reused, the others are mapped in parallel, and Reduce gets every result
-// in Key order.
-func (r *run) runMapper(ctx context.Context, n *Node, m stages.Mapper, env *stages.Env, ki *keyInfo) (*ItemCounts, error) {
+// in Key order. With fresh set (--force, PIPE_CACHEVERIFY) every item is
+// mapped again.
+func (r *run) runMapper(ctx context.Context, n *Node, m stages.Mapper, env *stages.Env, ki *keyInfo, fresh bool) (*ItemCounts, error) {
 	ws := r.plan.Workspace
 	items, err := m.Items(ctx, env)
 	if err != nil {
@@ -139,7 +140,7 @@ func (r *run) runMapper(ctx context.Context, n *Node, m stages.Mapper, env *stag
 	results := make([]cache.ItemResult, len(items))
 	var todo []int
 	for i := range items {
-		if res, ok := ix.Get(keys[i]); ok {
+		if res, ok := ix.Get(keys[i]); ok && !fresh {
 			results[i] = res
 			counts.Reused++
 		} else {

@@ -23,7 +23,8 @@ type Options struct {
 	// FailFast cancels the whole run at the first failure; otherwise
 	// independent branches finish.
 	FailFast bool
-	// Force re-runs the named stages even when cached; ForceAll every one.
+	// Force re-runs the named stages even when cached (map stages map
+	// every item again); ForceAll every one.
 	Force    map[string]bool
 	ForceAll bool
 	// Verify re-runs cached stages and fails when an output differs
