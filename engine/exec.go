@@ -43,17 +43,20 @@ func (r *run) execute(ctx context.Context, n *Node) *StageResult {
 		return res
 	}
 
-	env := pl.stageEnv(n)
+	inputs, err := pl.runtimeInputs(n)
+	if err != nil {
+		return fail(err)
+	}
+	env := pl.stageEnv(n, inputs)
 	env.Parallelism = r.parallelism
 	env.Logger = log
 	var extra map[string]string
 	if k, ok := n.Stage.(stages.Keyer); ok {
-		var err error
 		if extra, err = k.KeyParts(ctx, env); err != nil {
 			return fail(err)
 		}
 	}
-	ki, err := pl.computeKey(ctx, n, extra, r.upstream(), r.parallelism)
+	ki, err := pl.computeKey(ctx, n, inputs, extra, r.upstream(), r.parallelism)
 	if err != nil {
 		return fail(err)
 	}

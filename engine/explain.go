@@ -46,7 +46,13 @@ func (pl *Plan) Explain(ctx context.Context, targets []string, opts Options) ([]
 			status[name] = res.Status
 			continue
 		}
-		env := pl.stageEnv(n)
+		inputs, err := pl.runtimeInputs(n)
+		if err != nil {
+			res.Status, res.Err, res.Error = StatusFailed, err, err.Error()
+			status[name] = res.Status
+			continue
+		}
+		env := pl.stageEnv(n, inputs)
 		var extra map[string]string
 		if k, ok := n.Stage.(stages.Keyer); ok {
 			if extra, err = k.KeyParts(ctx, env); err != nil {
@@ -55,7 +61,7 @@ func (pl *Plan) Explain(ctx context.Context, targets []string, opts Options) ([]
 				continue
 			}
 		}
-		ki, err := pl.computeKey(ctx, n, extra, r.upstream(), r.parallelism)
+		ki, err := pl.computeKey(ctx, n, inputs, extra, r.upstream(), r.parallelism)
 		if err != nil {
 			return nil, err
 		}

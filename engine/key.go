@@ -1,8 +1,12 @@
 package engine
 
 import (
+	"fmt"
+	"strings"
+
 	"context"
 	"encoding/json"
+	"github.com/pipeml/pipe/engine/config"
 	"path/filepath"
 	"sort"
 
@@ -29,7 +33,7 @@ type upstreamOutputs map[string]artifacts.Artifact
 // by content, folders by manifest; a path's base name is hashed too, its
 // folder is not), and the digests of upstream outputs referenced from
 // parameters.
-func (pl *Plan) computeKey(ctx context.Context, n *Node, extra map[string]string, up upstreamOutputs, parallel int) (*keyInfo, error) {
+func (pl *Plan) computeKey(ctx context.Context, n *Node, inputs []*NodeInput, extra map[string]string, up upstreamOutputs, parallel int) (*keyInfo, error) {
 	ws := pl.Workspace
 	ki := &keyInfo{manifests: map[string]*artifacts.Manifest{}}
 	ki.parts = KeyParts{
@@ -40,7 +44,7 @@ func (pl *Plan) computeKey(ctx context.Context, n *Node, extra map[string]string
 		ki.parts.Params[k] = json.RawMessage(v)
 	}
 	var toHash []string
-	for _, in := range n.Inputs {
+	for _, in := range inputs {
 		for _, p := range in.Paths {
 			if _, ok := up[p]; !ok {
 				toHash = append(toHash, p)
@@ -67,7 +71,7 @@ func (pl *Plan) computeKey(ctx context.Context, n *Node, extra map[string]string
 		h.String("extra:"+k, extra[k])
 	}
 	inputPaths := map[string]bool{}
-	for _, in := range n.Inputs {
+	for _, in := range inputs {
 		h.Int("input:"+in.Name, int64(len(in.Paths)))
 		for _, p := range in.Paths {
 			inputPaths[p] = true
@@ -139,13 +143,44 @@ func dedup(s []string) []string {
 }
 
 // stageEnv builds the Env of a stage (without its private folders).
-func (pl *Plan) stageEnv(n *Node) *stages.Env {
+func (pl *Plan) stageEnv(n *Node, inputs []*NodeInput) *stages.Env {
 	env := &stages.Env{
 		Stage: n.Name, Kind: n.Def.Name, Inputs: map[string]stages.Input{},
 		WorkDir: pl.Root, Range: n.Config.DeclRange, Summary: map[string]any{},
 	}
-	for _, in := range n.Inputs {
+	for _, in := range inputs {
 		env.Inputs[in.Name] = stages.Input{Name: in.Name, Paths: in.Paths}
 	}
 	return env
+}
+
+// runtimeInputs expands the globs that point into other stages' outputs,
+// which exist only once those stages have run. Other paths were resolved
+// by NewPlan.
+func (pl *Plan) runtimeInputs(n *Node) ([]*NodeInput, error) {
+	out := make([]*NodeInput, len(n.Inputs))
+	for i, in := range n.Inputs {
+		if !in.Deferred {
+			out[i] = in
+			continue
+		}
+		c := *in
+		c.Paths = nil
+		for _, p := range in.Paths {
+			if !strings.ContainsAny(p, "*?[") {
+				c.Paths = append(c.Paths, p)
+				continue
+			}
+			matches, err := config.Glob(pl.Root, p)
+			if err != nil {
+				return nil, fmt.Errorf("input %s: %v", in.Name, err)
+			}
+			if len(matches) == 0 {
+				return nil, fmt.Errorf("input %s: nothing matches %s", in.Name, pl.rel(p))
+			}
+			c.Paths = append(c.Paths, matches...)
+		}
+		out[i] = &c
+	}
+	return out, nil
 }

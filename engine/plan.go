@@ -48,6 +48,9 @@ type NodeInput struct {
 	Name  string
 	Paths []string
 	Range hcl.Range
+	// Deferred is set when a path is a glob inside another stage's
+	// output: it is expanded when the stage runs.
+	Deferred bool
 }
 
 // Plan is a decoded, checked pipeline: its stages and the graph between
@@ -345,7 +348,10 @@ func (pl *Plan) resolveInput(in stages.InputSpec, v cty.Value, rng hcl.Range) (*
 		}
 		p := pl.abs(r)
 		if strings.HasPrefix(p, outRoot) {
-			ni.Paths = append(ni.Paths, p) // written by a stage before this one runs
+			// Written by a stage before this one runs; a glob there is
+			// expanded then.
+			ni.Paths = append(ni.Paths, p)
+			ni.Deferred = ni.Deferred || strings.ContainsAny(p, "*?[")
 			continue
 		}
 		if strings.ContainsAny(r, "*?[") {
