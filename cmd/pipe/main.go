@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime/debug"
 	"runtime/pprof"
 	"strings"
 	"syscall"
@@ -68,8 +67,6 @@ Run 'pipe <command> -h' for a command's flags.
 `
 
 func main() {
-	// pipe is short-lived and its heap small: collect less often.
-	debug.SetGCPercent(400)
 	// PIPE_CPUPROFILE=file writes a CPU profile of the command (for
 	// working on pipe's own speed).
 	if p := os.Getenv("PIPE_CPUPROFILE"); p != "" {
