@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -195,7 +194,9 @@ func parseManifestLine(line string) (ManifestEntry, error) {
 }
 
 func checkManifestPath(p string) error {
-	if p == "" || !fs.ValidPath(p) || p == "." || path.Clean(p) != p || strings.ContainsRune(p, '\\') {
+	// fs.ValidPath rejects empty, "." and ".." elements and leading or
+	// trailing slashes, so a valid path is also clean.
+	if p == "" || p == "." || !fs.ValidPath(p) || strings.IndexByte(p, '\\') >= 0 {
 		return fmt.Errorf("invalid manifest path %q", p)
 	}
 	return nil

@@ -3,6 +3,7 @@ package cache
 import (
 	"io/fs"
 	"os"
+	"path/filepath"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -17,13 +18,13 @@ func statID(fi fs.FileInfo) fileID {
 	return id
 }
 
-// statAt stats name inside the open folder dir (path is its full path),
+// statAt stats name inside the open folder dir (whose path is dirPath),
 // following symbolic links. Resolving one name relative to an open folder
 // is cheaper than resolving a whole path.
-func statAt(dir *os.File, path, name string) (fileID, fs.FileMode, error) {
+func statAt(dir *os.File, dirPath, name string) (fileID, fs.FileMode, error) {
 	var st unix.Stat_t
 	if err := unix.Fstatat(int(dir.Fd()), name, &st, 0); err != nil {
-		return fileID{}, 0, &fs.PathError{Op: "stat", Path: path, Err: err}
+		return fileID{}, 0, &fs.PathError{Op: "stat", Path: filepath.Join(dirPath, name), Err: err}
 	}
 	id := fileID{
 		Dev: uint64(st.Dev), Ino: st.Ino, Size: st.Size,

@@ -5,6 +5,7 @@ package cache
 import (
 	"io/fs"
 	"os"
+	"path/filepath"
 )
 
 // statID falls back to size and mtime where device, inode and ctime are
@@ -13,8 +14,8 @@ func statID(fi fs.FileInfo) fileID {
 	return fileID{Size: fi.Size(), Mtime: fi.ModTime().UnixNano()}
 }
 
-func statAt(dir *os.File, path, name string) (fileID, fs.FileMode, error) {
-	fi, err := os.Stat(path)
+func statAt(dir *os.File, dirPath, name string) (fileID, fs.FileMode, error) {
+	fi, err := os.Stat(filepath.Join(dirPath, name))
 	if err != nil {
 		return fileID{}, 0, err
 	}

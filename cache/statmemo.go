@@ -456,23 +456,26 @@ func (w *walker) readDir(t dirTask) ([]dirTask, []foundFile, error) {
 		return nil, nil, err
 	}
 	var sub []dirTask
-	var files []foundFile
+	files := make([]foundFile, 0, len(ents))
+	// buf holds the full path of each entry; the memo is looked up with it
+	// without allocating a string (only misses keep their path).
+	buf := make([]byte, 0, len(t.abs)+64)
 	for _, de := range ents {
 		name := de.Name()
-		abs := t.abs + string(filepath.Separator) + name
+		buf = append(append(append(buf[:0], t.abs...), filepath.Separator), name...)
 		rel := name
 		if t.rel != "" {
 			rel = t.rel + "/" + name
 		}
 		typ := de.Type()
 		if typ.IsDir() {
-			sub = append(sub, dirTask{owner: t.owner, abs: abs, rel: rel})
+			sub = append(sub, dirTask{owner: t.owner, abs: string(buf), rel: rel})
 			continue
 		}
 		if !typ.IsRegular() && typ&fs.ModeSymlink == 0 {
 			continue
 		}
-		id, mode, err := statAt(f, abs, name)
+		id, mode, err := statAt(f, t.abs, name)
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				continue // dangling link
@@ -482,10 +485,16 @@ func (w *walker) readDir(t dirTask) ([]dirTask, []foundFile, error) {
 		if !mode.IsRegular() {
 			continue
 		}
-		e := artifacts.ManifestEntry{Path: rel, Size: id.Size, Exec: mode&0o100 != 0}
-		d, ok := w.memo.lookupID(abs, id)
-		e.Digest = d
-		files = append(files, foundFile{owner: t.owner, path: abs, entry: e, miss: !ok})
+		ff := foundFile{owner: t.owner, entry: artifacts.ManifestEntry{Path: rel, Size: id.Size, Exec: mode&0o100 != 0}}
+		w.memo.mu.RLock()
+		e, ok := w.memo.m[string(buf)]
+		w.memo.mu.RUnlock()
+		if ok && e.id == id {
+			ff.entry.Digest = e.digest
+		} else {
+			ff.miss, ff.path = true, string(buf)
+		}
+		files = append(files, ff)
 	}
 	return sub, files, nil
 }
