@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -219,4 +220,47 @@ func fileSize(t *testing.T, p string) int64 {
 		t.Fatal(err)
 	}
 	return fi.Size()
+}
+
+// TestFolderDigestSkipsVCSAndWorkspace checks that a folder input's digest
+// ignores version-control metadata and the folders in SkipDirs (the
+// workspace), and still sees every other change.
+func TestFolderDigestSkipsVCSAndWorkspace(t *testing.T) {
+	root := t.TempDir()
+	write := func(rel, data string) {
+		p := filepath.Join(root, rel)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("main.go", "package main")
+	write(".git/HEAD", "ref: refs/heads/main")
+	write(".pipe/statmemo", "x")
+	m := LoadStatMemo(filepath.Join(t.TempDir(), "memo"))
+	m.SkipDirs = []string{filepath.Join(root, ".pipe")}
+	digest := func() artifacts.Digest {
+		t.Helper()
+		ds, err := m.HashPaths(t.Context(), []string{root}, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range ds[0].Manifest.Entries {
+			if strings.HasPrefix(e.Path, ".git/") || strings.HasPrefix(e.Path, ".pipe/") {
+				t.Errorf("manifest holds %s", e.Path)
+			}
+		}
+		return ds[0].Digest
+	}
+	d0 := digest()
+	write(".git/HEAD", "ref: refs/heads/other")
+	write(".git/objects/ab/cdef", "blob")
+	write(".pipe/statmemo", "y")
+	if d := digest(); d != d0 {
+		t.Error("a change under .git or the workspace changed the folder digest")
+	}
+	write("sub/.gitignore", "*.o")
+	if d := digest(); d == d0 {
+		t.Error("a new file did not change the folder digest")
+	}
 }

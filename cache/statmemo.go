@@ -43,6 +43,11 @@ const racyWindow = 50 * time.Millisecond
 type StatMemo struct {
 	path string
 
+	// SkipDirs holds absolute folder paths that input folders never
+	// include (the workspace folder itself, so an input folder that
+	// contains it does not change with every run). Set it before hashing.
+	SkipDirs []string
+
 	mu sync.RWMutex
 	m  map[string]memoEntry // guarded by mu
 	// The file is a journal: Save appends the entries recorded since the
@@ -259,7 +264,8 @@ type PathDigest struct {
 }
 
 // HashPaths returns the digest of each path (files by content, folders by
-// manifest). Folders are walked on up to parallel goroutines, one folder
+// manifest, leaving out version-control metadata folders such as .git and
+// the folders in SkipDirs). Folders are walked on up to parallel goroutines, one folder
 // at a time each; files are stat'ed relative to their open folder and
 // looked up in the memo, and only unknown files are read, again in
 // parallel. Symbolic links to files are followed; links to folders,
@@ -443,6 +449,25 @@ func (w *walker) run(ctx context.Context, parallel int) ([]foundFile, error) {
 	return all, nil
 }
 
+// vcsDirs are version-control metadata folders. They are never part of a
+// folder input's digest: they change with every commit, fetch or status
+// call without any tracked file changing, and no stage reads them.
+var vcsDirs = map[string]bool{".git": true, ".hg": true, ".svn": true, ".bzr": true, ".jj": true}
+
+// skipDir reports whether the subfolder abs (named name) is left out of
+// folder digests.
+func (w *walker) skipDir(name, abs string) bool {
+	if vcsDirs[name] {
+		return true
+	}
+	for _, d := range w.memo.SkipDirs {
+		if d == abs {
+			return true
+		}
+	}
+	return false
+}
+
 // readDir lists one folder: its subfolders to walk, and its files with
 // their memoised digests where the memo knows them.
 func (w *walker) readDir(t dirTask) ([]dirTask, []foundFile, error) {
@@ -469,7 +494,9 @@ func (w *walker) readDir(t dirTask) ([]dirTask, []foundFile, error) {
 		}
 		typ := de.Type()
 		if typ.IsDir() {
-			sub = append(sub, dirTask{owner: t.owner, abs: string(buf), rel: rel})
+			if !w.skipDir(name, string(buf)) {
+				sub = append(sub, dirTask{owner: t.owner, abs: string(buf), rel: rel})
+			}
 			continue
 		}
 		if !typ.IsRegular() && typ&fs.ModeSymlink == 0 {

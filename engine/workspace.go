@@ -46,7 +46,9 @@ func OpenWorkspace(dir string) (*Workspace, error) {
 	if err != nil {
 		return nil, fmt.Errorf("workspace: %v", err)
 	}
-	return &Workspace{Dir: abs, Cache: c, Memo: cache.LoadStatMemo(filepath.Join(abs, "statmemo"))}, nil
+	memo := cache.LoadStatMemo(filepath.Join(abs, "statmemo"))
+	memo.SkipDirs = []string{abs} // an input folder holding the workspace must not change with every run
+	return &Workspace{Dir: abs, Cache: c, Memo: memo}, nil
 }
 
 // OutPath is where output name of stage is materialised.
