@@ -168,6 +168,16 @@ func ResolveBackend(spec, plugin, xlaOptions string) (BackendChoice, error) {
 
 func checkXLAConfig(c, why string) (BackendChoice, error) {
 	name, rest, _ := strings.Cut(c, ":")
+	if name == "go" && !strings.Contains(rest, "ops_") {
+		// The pure-Go backend named without an execution mode (for example
+		// GOMLX_BACKEND=go) gets the sequential mode, whose reason is in
+		// GoBackend's documentation; other options are kept.
+		cfg := GoBackend
+		if rest != "" {
+			cfg += "," + rest
+		}
+		return BackendChoice{Config: cfg, Reason: why}, nil
+	}
 	if name == "xla" || name == "stablehlo" || name == "hlo" || name == "shlo" {
 		plugin, _, _ := strings.Cut(rest, ",")
 		if !filepath.IsAbs(plugin) {

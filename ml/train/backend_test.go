@@ -28,12 +28,22 @@ func TestResolveBackend(t *testing.T) {
 		{"cuda", plugin, "xla:" + plugin + ",preallocate=false"},
 		{"auto", plugin, "xla:" + plugin + ",preallocate=false"},
 		{"xla:/abs/x.so", "", "xla:/abs/x.so"},
+		// The pure-Go backend by its bare name runs its ops sequentially
+		// (see GoBackend); an explicit mode is kept.
+		{"go:ops_parallel", "", "go:ops_parallel"},
 	} {
 		got, err := ResolveBackend(c.spec, c.plugin, "preallocate=false")
 		if err != nil || got.Config != c.want {
 			t.Errorf("ResolveBackend(%q, %q) = %q, %v; want %q", c.spec, c.plugin, got.Config, err, c.want)
 		}
 	}
+	// GOMLX_BACKEND=go (as the Taskfile sets for tests) must not bring
+	// back the parallel mode that deadlocks.
+	t.Setenv("GOMLX_BACKEND", "go")
+	if got, err := ResolveBackend("auto", "", ""); err != nil || got.Config != GoBackend {
+		t.Errorf("auto with GOMLX_BACKEND=go: %q, %v; want %q", got.Config, err, GoBackend)
+	}
+	os.Unsetenv("GOMLX_BACKEND")
 	t.Setenv(PluginEnv, plugin)
 	if got, err := ResolveBackend("cuda", "", ""); err != nil || got.Config != "xla:"+plugin {
 		t.Errorf("with $%s: %q, %v", PluginEnv, got.Config, err)
