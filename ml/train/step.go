@@ -32,6 +32,7 @@ type trainer struct {
 	backend compute.Backend
 	m       *Model
 	opt     Optimizer
+	dp      *dataParallel
 
 	acc, m1, m2 []*model.Variable
 	accLoss     *model.Variable
@@ -43,7 +44,13 @@ type trainer struct {
 const stateScope = "/train"
 
 func newTrainer(backend compute.Backend, m *Model, opt Optimizer) (*trainer, error) {
-	t := &trainer{backend: backend, m: m, opt: opt}
+	return newParallelTrainer(backend, m, opt, &dataParallel{n: 1})
+}
+
+// newParallelTrainer is newTrainer with the step's micro-batches spread
+// over devices as dp says.
+func newParallelTrainer(backend compute.Backend, m *Model, opt Optimizer, dp *dataParallel) (*trainer, error) {
+	t := &trainer{backend: backend, m: m, opt: opt, dp: dp}
 	if len(m.Trainable) == 0 {
 		return nil, fmt.Errorf("the model has no trainable variables")
 	}
@@ -94,6 +101,14 @@ func newTrainer(backend compute.Backend, m *Model, opt Optimizer) (*trainer, err
 		return nil, err
 	}
 	t.eval.WithName("eval_step")
+	for _, c := range []struct {
+		exec          *model.Exec
+		batch, scalar int
+	}{{t.accumulate, 5, 0}, {t.apply, 0, 3}, {t.step, 5, 3}, {t.eval, 5, 0}} {
+		if err := dp.configure(c.exec, c.batch, c.scalar); err != nil {
+			return nil, err
+		}
+	}
 	return t, nil
 }
 
@@ -185,9 +200,9 @@ func (t *trainer) evalGraph(scope *model.Scope, g *Graph, in []*Node) []*Node {
 	return []*Node{loss, ReduceAllSum(ConvertDType(b.Weights, dtypes.Float32))}
 }
 
-// batchTensors uploads a batch's five arrays.
-func batchTensors(b *Batch) []any {
-	return []any{
+// batchTensorList makes host tensors of a batch's five arrays.
+func batchTensorList(b *Batch) []*tensors.Tensor {
+	return []*tensors.Tensor{
 		tensors.FromFlatDataAndDimensions(b.IDs, b.Rows, b.Len),
 		tensors.FromFlatDataAndDimensions(b.Positions, b.Rows, b.Len),
 		tensors.FromFlatDataAndDimensions(b.Segments, b.Rows, b.Len),
@@ -204,9 +219,14 @@ func finalize(ts []*tensors.Tensor) {
 	}
 }
 
-// microStep runs forward and backward of one micro-batch on the device.
+// microStep runs forward and backward of one micro-batch on the device
+// (of n combined micro-batches on n devices).
 func (t *trainer) microStep(b *Batch) error {
-	out, err := t.accumulate.Exec(batchTensors(b)...)
+	args, err := t.dp.args(b)
+	if err != nil {
+		return err
+	}
+	out, err := t.accumulate.Exec(args...)
 	if err != nil {
 		return err
 	}
@@ -229,19 +249,28 @@ type stepResult struct {
 func (t *trainer) optimizerStep(n int, lr float64, last *Batch) (stepResult, error) {
 	bc1 := 1 - math.Pow(t.opt.Beta1, float64(n))
 	bc2 := 1 - math.Pow(t.opt.Beta2, float64(n))
-	args := []any{
+	scalars := []*tensors.Tensor{
 		tensors.FromScalar(float32(lr / bc1)),
 		tensors.FromScalar(float32(math.Sqrt(bc2))),
 		tensors.FromScalar(float32(1 - lr*t.opt.WeightDecay)),
 	}
 	exec := t.apply
+	var args []any
+	var err error
 	if last != nil {
-		args, exec = append(batchTensors(last), args...), t.step
+		exec = t.step
+		args, err = t.dp.args(last, scalars...)
+	} else {
+		args, err = t.dp.args(nil, scalars...)
+	}
+	if err != nil {
+		return stepResult{}, err
 	}
 	out, err := exec.Exec(args...)
 	if err != nil {
 		return stepResult{}, err
 	}
+	out = firstShard(out, 3)
 	defer finalize(out)
 	return stepResult{
 		Loss:       float64(tensors.ToScalar[float32](out[0])),
@@ -252,10 +281,15 @@ func (t *trainer) optimizerStep(n int, lr float64, last *Batch) (stepResult, err
 
 // evalBatch returns the loss sum and the number of loss tokens of b.
 func (t *trainer) evalBatch(b *Batch) (sum float64, tokens float64, err error) {
-	out, err := t.eval.Exec(batchTensors(b)...)
+	args, err := t.dp.args(b)
 	if err != nil {
 		return 0, 0, err
 	}
+	out, err := t.eval.Exec(args...)
+	if err != nil {
+		return 0, 0, err
+	}
+	out = firstShard(out, 2)
 	defer finalize(out)
 	return float64(tensors.ToScalar[float32](out[0])), float64(tensors.ToScalar[float32](out[1])), nil
 }
@@ -263,8 +297,8 @@ func (t *trainer) evalBatch(b *Batch) (sum float64, tokens float64, err error) {
 // evaluate returns the mean loss per loss token over batches.
 func (t *trainer) evaluate(batches []*Batch) (float64, error) {
 	var sum, n float64
-	for _, b := range batches {
-		s, k, err := t.evalBatch(b)
+	for _, g := range t.dp.groups(batches) {
+		s, k, err := t.evalBatch(combine(g, t.dp.n))
 		if err != nil {
 			return 0, err
 		}

@@ -27,12 +27,21 @@ type Options struct {
 	Train, Eval           []*Batch
 	TrainStats, EvalStats DataStats
 
-	Epochs       int     // [1]
-	GradAccum    int     // micro-batches per optimiser step [1]
-	LearningRate float64 // peak rate [2e-5]
-	WarmupRatio  float64
-	Schedule     Schedule // [cosine]
-	Optimizer    Optimizer
+	Epochs    int // [1]
+	GradAccum int // micro-batches per optimiser step [1]
+	// Devices runs the step data-parallel on that many of the backend's
+	// devices [1]; AllDevices uses every one. The effective batch stays GradAccum
+	// micro-batches: each device runs GradAccum/Devices of them per step,
+	// so GradAccum must be a multiple of Devices. See devices.go.
+	Devices int
+	// simulateDevices combines Devices micro-batches into one but runs
+	// them on a single device, without a mesh (tests on the pure-Go
+	// backend, which has one device).
+	simulateDevices bool
+	LearningRate    float64 // peak rate [2e-5]
+	WarmupRatio     float64
+	Schedule        Schedule // [cosine]
+	Optimizer       Optimizer
 	// MaxSteps stops after this many optimiser steps; 0 runs all epochs.
 	// The schedule spans min(MaxSteps, epochs' steps).
 	MaxSteps int
@@ -73,6 +82,7 @@ type Options struct {
 // Report is training_report.json.
 type Report struct {
 	Backend        string    `json:"backend"`
+	Devices        int       `json:"devices"`
 	Train          DataStats `json:"train"`
 	Eval           DataStats `json:"eval"`
 	MicroBatches   int       `json:"micro_batches_per_epoch"`
@@ -118,6 +128,9 @@ func (o *Options) defaults() {
 	if o.GradAccum <= 0 {
 		o.GradAccum = 1
 	}
+	if o.Devices == 0 {
+		o.Devices = 1
+	}
 	if o.LearningRate == 0 {
 		o.LearningRate = 2e-5
 	}
@@ -157,7 +170,19 @@ func Train(ctx context.Context, opts Options) (*Report, error) {
 		return nil, err
 	}
 	log := opts.Logger
-	t, err := newTrainer(opts.Backend, opts.Model, opts.Optimizer)
+	ndev, err := opts.Devices, error(nil)
+	if opts.simulateDevices {
+		if opts.GradAccum%ndev != 0 {
+			return nil, fmt.Errorf("grad_accum %d is not a multiple of %d devices", opts.GradAccum, ndev)
+		}
+	} else if ndev, err = resolveDevices(opts.Backend, opts.Devices, opts.GradAccum); err != nil {
+		return nil, err
+	}
+	dp, err := newDataParallel(ndev, opts.simulateDevices)
+	if err != nil {
+		return nil, err
+	}
+	t, err := newParallelTrainer(opts.Backend, opts.Model, opts.Optimizer, dp)
 	if err != nil {
 		return nil, err
 	}
@@ -173,7 +198,7 @@ func Train(ctx context.Context, opts Options) (*Report, error) {
 	}
 	warmup := WarmupSteps(opts.WarmupRatio, total)
 	rep := &Report{
-		Backend: opts.Backend.Name(), Train: opts.TrainStats, Eval: opts.EvalStats,
+		Backend: opts.Backend.Name(), Devices: dp.n, Train: opts.TrainStats, Eval: opts.EvalStats,
 		MicroBatches: n, StepsPerEpoch: stepsPerEpoch, TotalSteps: total, WarmupSteps: warmup,
 		BestAdapterDir: BestDir, LastAdapterDir: LastDir,
 	}
@@ -293,20 +318,23 @@ func Train(ctx context.Context, opts Options) (*Report, error) {
 			stepStart := time.Now()
 			k := min(opts.GradAccum, n-p.Micro)
 			tokens := 0
-			// With grad_accum 1 the micro-batch and the update are one
-			// program; otherwise each micro-batch accumulates and a small
-			// program applies the update.
+			// The step's micro-batches run n at a time, one per device.
+			// With grad_accum = n (1 on one device) the micro-batches and
+			// the update are one program; otherwise each group
+			// accumulates and a small program applies the update.
+			bs := make([]*Batch, k)
+			for j := range k {
+				bs[j] = opts.Train[order[p.Micro+j]]
+				tokens += bs[j].Tokens()
+			}
 			var last *Batch
-			if opts.GradAccum == 1 {
-				last = opts.Train[order[p.Micro]]
-				tokens += last.Tokens()
+			if opts.GradAccum == dp.n {
+				last = combine(bs, dp.n)
 			} else {
-				for j := range k {
-					b := opts.Train[order[p.Micro+j]]
-					if err := t.microStep(b); err != nil {
+				for _, g := range dp.groups(bs) {
+					if err := t.microStep(combine(g, dp.n)); err != nil {
 						return nil, fmt.Errorf("step %d: %w", p.Step+1, err)
 					}
-					tokens += b.Tokens()
 				}
 			}
 			lr := LearningRate(opts.Schedule, opts.LearningRate, p.Step, warmup, total)
