@@ -53,6 +53,7 @@ var params = []param{
 	{"max_grad_norm", cty.Number, num(1), "Clip the gradient to this global L2 norm (0: no clipping)."},
 	{"batch_size", cty.Number, i64(1), "Sequences per micro-batch."},
 	{"grad_accum", cty.Number, i64(24), "Micro-batches per optimiser step (effective batch = batch_size × grad_accum sequences)."},
+	{"devices", cty.Number, i64(1), "Devices (GPUs of this host) that train data-parallel through XLA's sharding, gradients all-reduced inside the compiled step (0: all of them). The effective batch stays batch_size × grad_accum: each device runs grad_accum/devices micro-batches per step (Hugging Face's per_device_train_batch_size = batch_size, gradient_accumulation_steps = grad_accum/devices), so grad_accum must be a multiple of devices and the result does not depend on the device count beyond floating-point rounding and dropout masks."},
 	{"max_len", cty.Number, i64(3600), "Sequence length in tokens: the length of packed rows, and the longest example kept."},
 	{"overlong", cty.String, str("truncate"), "Examples longer than max_len: `\"truncate\"` (keep the first max_len tokens) or `\"drop\"`. The report counts both."},
 	{"packing", cty.Bool, cty.True, "Pack several examples into each max_len row, with per-document attention masks and position ids that restart; false runs each example in its own row padded to a length bucket (64, 128, ... max_len), so few programs compile."},
@@ -97,6 +98,7 @@ type config struct {
 	MaxGradNorm            float64  `cty:"max_grad_norm"`
 	BatchSize              int      `cty:"batch_size"`
 	GradAccum              int      `cty:"grad_accum"`
+	Devices                int      `cty:"devices"`
 	MaxLen                 int      `cty:"max_len"`
 	Overlong               string   `cty:"overlong"`
 	Packing                bool     `cty:"packing"`

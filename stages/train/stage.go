@@ -98,6 +98,11 @@ func newStage(v cty.Value) (stages.Stage, hcl.Diagnostics) {
 			bad(p.name, p.name+" must be at least 1.")
 		}
 	}
+	if c.Devices < 0 {
+		bad("devices", "devices must be 0 (all devices) or a positive number.")
+	} else if c.Devices > 1 && c.GradAccum%c.Devices != 0 {
+		bad("devices", "grad_accum must be a multiple of devices: each device runs grad_accum/devices micro-batches per optimiser step.")
+	}
 	if c.MaxLen < 16 {
 		bad("max_len", "max_len must be at least 16 tokens.")
 	}
@@ -158,6 +163,9 @@ func (s *stage) fingerprint(env *stages.Env, modelDir string) (string, error) {
 	vals := s.raw.AsValueMap()
 	delete(vals, "progress")
 	delete(vals, "run_dir")
+	// The device count changes only the floating-point order, so a run
+	// may resume on another number of GPUs.
+	delete(vals, "devices")
 	b, err := ctyjson.Marshal(cty.ObjectVal(vals), cty.ObjectVal(vals).Type())
 	if err != nil {
 		return "", err
@@ -264,7 +272,7 @@ func (s *stage) Run(ctx context.Context, env *stages.Env) error {
 		Backend: backend, Model: mltrain.Qwen2(m, baseName, c.Packing),
 		Train: batch(trainEx, c.MaxLen, c.BatchSize), Eval: batch(evalEx, c.MaxLen, c.BatchSize),
 		TrainStats: trainStats, EvalStats: evalStats,
-		Epochs: c.Epochs, GradAccum: c.GradAccum, LearningRate: c.LearningRate, WarmupRatio: c.WarmupRatio,
+		Epochs: c.Epochs, GradAccum: c.GradAccum, Devices: devices(c.Devices), LearningRate: c.LearningRate, WarmupRatio: c.WarmupRatio,
 		Schedule: sched, MaxSteps: c.MaxSteps, Seed: uint64(c.Seed),
 		Optimizer: mltrain.Optimizer{Beta1: c.AdamBeta1, Beta2: c.AdamBeta2, Epsilon: c.AdamEpsilon,
 			WeightDecay: c.WeightDecay, MaxGradNorm: c.MaxGradNorm},
@@ -369,4 +377,12 @@ func copyFile(from, to string) error {
 		return err
 	}
 	return out.Close()
+}
+
+// devices maps the devices parameter (0: all) onto ml/train's Options.
+func devices(n int) int {
+	if n == 0 {
+		return mltrain.AllDevices
+	}
+	return n
 }

@@ -46,7 +46,7 @@ func TestSpecDefaults(t *testing.T) {
 	if c.BaseModel != "Qwen/Qwen2.5-Coder-3B-Instruct" || c.LoraR != 32 || c.LoraAlpha != 64 || c.LoraDropout != 0.05 ||
 		len(c.LoraTargets) != 7 || c.LearningRate != 2e-5 || c.LRScheduler != "cosine" || c.WarmupRatio != 0.1 ||
 		c.BatchSize != 1 || c.GradAccum != 24 || c.MaxLen != 3600 || c.Epochs != 5 || c.EarlyStoppingPatience != 5 ||
-		c.EarlyStoppingThreshold != 0.002 || c.Quantization != "int8" || !c.Packing || c.TrainOnAll {
+		c.EarlyStoppingThreshold != 0.002 || c.Quantization != "int8" || !c.Packing || c.TrainOnAll || c.Devices != 1 {
 		t.Errorf("defaults differ from the original pipeline's: %+v", c)
 	}
 	for _, p := range params {
@@ -60,6 +60,7 @@ func TestSpecErrors(t *testing.T) {
 	for _, src := range []string{
 		`quantization = "int4"`, `lr_scheduler = "step"`, `overlong = "wrap"`, `grad_accum = 0`,
 		`lora_targets = ["q_proj", "x_proj"]`, `dtype = "f8"`, `merged_dtype = "I8"`,
+		`devices = -1`, "grad_accum = 6\ndevices = 4",
 	} {
 		f, _ := hclsyntax.ParseConfig([]byte(src), "p.hcl", hcl.InitialPos)
 		v, diags := hcldec.Decode(f.Body, Definition.Spec, nil)
