@@ -9,6 +9,7 @@ import (
 	"github.com/pipeml/pipe/stages/lengths"
 	"github.com/pipeml/pipe/stages/quality"
 	"github.com/pipeml/pipe/stages/split"
+	"github.com/pipeml/pipe/stages/train"
 )
 
 // builtinStages lists every built-in stage kind. Add a kind by adding its
@@ -21,6 +22,7 @@ var builtinStages = []*stages.Definition{
 	quality.Definition,
 	split.Definition,
 	lengths.Definition,
+	train.Definition,
 	eval.Definition,
 }
 
