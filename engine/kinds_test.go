@@ -46,6 +46,10 @@ func testKinds(c *counters, release <-chan struct{}, running *atomic.Int64, peak
 			Inputs:  []stages.InputSpec{{Name: "srcs", List: true}},
 			Outputs: []stages.OutputSpec{{Name: "out"}},
 			New: func(v cty.Value) (stages.Stage, hcl.Diagnostics) {
+				if v.GetAttr("suffix").AsString() == "bad" {
+					// Kinds see values, not source: the engine places this.
+					return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Invalid suffix", Detail: "The suffix must not be \"bad\"."}}
+				}
 				return stageFunc(func(ctx context.Context, env *stages.Env) error {
 					c.runs.Add(1)
 					var b []byte

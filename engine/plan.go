@@ -278,6 +278,7 @@ func NewPlan(p *config.Pipeline, reg *stages.Registry, ws *Workspace) (*Plan, hc
 			n.Outputs = n.Def.Outputs
 		}
 		st, d := n.Def.New(n.Params)
+		placeDiagnostics(d, n.Config.Body, n.Config.DeclRange)
 		diags = append(diags, d...)
 		if d.HasErrors() {
 			continue
@@ -522,4 +523,57 @@ func (pl *Plan) Select(targets []string) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// placeDiagnostics gives a source range to the diagnostics a kind's
+// constructor returned without one (kinds see decoded values, not source):
+// the attribute of the stage block that the summary (else the detail)
+// names, else the block itself, so every error points at a file and line.
+func placeDiagnostics(diags hcl.Diagnostics, body hcl.Body, block hcl.Range) {
+	sb, _ := body.(*hclsyntax.Body)
+	for _, d := range diags {
+		if d.Subject != nil {
+			continue
+		}
+		var best *hclsyntax.Attribute
+		if sb != nil {
+			for _, text := range []string{d.Summary, d.Detail} {
+				for name, a := range sb.Attributes {
+					if mentions(text, name) && (best == nil || len(name) > len(best.Name)) {
+						best = a
+					}
+				}
+				if best != nil {
+					break
+				}
+			}
+		}
+		if best != nil {
+			d.Subject = best.SrcRange.Ptr()
+		} else {
+			d.Subject = block.Ptr()
+		}
+	}
+}
+
+// mentions reports whether text names the attribute name as a whole word.
+func mentions(text, name string) bool {
+	for i := 0; ; {
+		j := strings.Index(text[i:], name)
+		if j < 0 {
+			return false
+		}
+		j += i
+		end := j + len(name)
+		before := j == 0 || !isWordByte(text[j-1])
+		after := end == len(text) || !isWordByte(text[end])
+		if before && after {
+			return true
+		}
+		i = j + 1
+	}
+}
+
+func isWordByte(c byte) bool {
+	return c == '_' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
 }

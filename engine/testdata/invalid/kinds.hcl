@@ -14,3 +14,8 @@ stage "concat" "c" {
 
 stage "lines" "d" { # ERROR: Missing required argument
 }
+
+stage "concat" "e" {
+  srcs   = ["notes.txt"]
+  suffix = "bad" # ERROR: Invalid suffix
+}
