@@ -1,5 +1,7 @@
 package quality
 
+import "github.com/pipeml/pipe/stages"
+
 var doc = `Quality checks and deduplication of dataset records
 
 Reads chat and prompt/completion records (the output of ` + "`claude_logs`" + ` and
@@ -53,4 +55,4 @@ same whatever the parallelism.
 
 ## Parameters
 
-` + docOf(params)
+` + stages.ParamDoc(params)

@@ -1,5 +1,7 @@
 package split
 
+import "github.com/pipeml/pipe/stages"
+
 var doc = `Merge record inputs and split them into train and eval by group
 
 Reads any number of JSONL inputs (files, or folders walked for *.jsonl),
@@ -57,4 +59,4 @@ output is byte-for-byte the same whatever the parallelism.
 
 ## Parameters
 
-` + docOf(params)
+` + stages.ParamDoc(params)

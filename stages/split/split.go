@@ -24,20 +24,20 @@ import (
 	"github.com/zeebo/blake3"
 )
 
-var params = []param{
-	{"eval_frac", cty.Number, cty.NumberFloatVal(0.15), "Share of groups (and, in expectation, of records) that go to eval: a group is in eval when its hash falls below this fraction of the hash range."},
-	{"min_eval", cty.Number, cty.NumberIntVal(1), "Minimum eval records: when eval_frac gives fewer, the groups with the next-lowest hashes join eval (never the last group)."},
-	{"max_eval", cty.Number, cty.NumberIntVal(2000), "Maximum eval records (0: no maximum): when eval_frac gives more, the eval groups with the highest hashes go to train."},
-	{"seed", cty.Number, cty.NumberIntVal(0), "Seed hashed with each group; changing it draws a new split."},
-	{"default_source", cty.String, cty.StringVal(""), "`meta.source` for records without one; empty uses the input's file or folder name without `.jsonl`."},
-	{"dedupe", cty.Bool, cty.True, "Drop records whose normalised content equals an earlier record's, across all inputs (the first in input order stays)."},
-	{"near_dup", cty.Bool, cty.True, "Group near-duplicates found here with MinHash so they land on one side. Records that carry `meta.near_dup_cluster` (quality's tag mode) are grouped by it in any case."},
-	{"near_dup_threshold", cty.Number, cty.NumberFloatVal(0.7), "Estimated Jaccard similarity at which two records of different groups are tied together."},
-	{"near_dup_ngram", cty.Number, cty.NumberIntVal(5), "Shingle size in words."},
-	{"near_dup_perms", cty.Number, cty.NumberIntVal(100), "MinHash permutations (fewer than quality's 256: here a pair only needs to be found, not measured finely)."},
-	{"near_dup_bands", cty.Number, cty.NumberIntVal(20), "LSH bands."},
-	{"near_dup_rows", cty.Number, cty.NumberIntVal(5), "Rows per band; 20 x 5 finds 97% of pairs at Jaccard 0.7 (BigCode's 25 x 10 finds 51%)."},
-	{"near_dup_roles", cty.List(cty.String), strList("user", "assistant"), "Chat records: roles whose content is compared."},
+var params = []stages.Param{
+	param("eval_frac", cty.Number, cty.NumberFloatVal(0.15), "Share of groups (and, in expectation, of records) that go to eval: a group is in eval when its hash falls below this fraction of the hash range."),
+	param("min_eval", cty.Number, cty.NumberIntVal(1), "Minimum eval records: when eval_frac gives fewer, the groups with the next-lowest hashes join eval (never the last group)."),
+	param("max_eval", cty.Number, cty.NumberIntVal(2000), "Maximum eval records (0: no maximum): when eval_frac gives more, the eval groups with the highest hashes go to train."),
+	param("seed", cty.Number, cty.NumberIntVal(0), "Seed hashed with each group; changing it draws a new split."),
+	param("default_source", cty.String, cty.StringVal(""), "`meta.source` for records without one; empty uses the input's file or folder name without `.jsonl`."),
+	param("dedupe", cty.Bool, cty.True, "Drop records whose normalised content equals an earlier record's, across all inputs (the first in input order stays)."),
+	param("near_dup", cty.Bool, cty.True, "Group near-duplicates found here with MinHash so they land on one side. Records that carry `meta.near_dup_cluster` (quality's tag mode) are grouped by it in any case."),
+	param("near_dup_threshold", cty.Number, cty.NumberFloatVal(0.7), "Estimated Jaccard similarity at which two records of different groups are tied together."),
+	param("near_dup_ngram", cty.Number, cty.NumberIntVal(5), "Shingle size in words."),
+	param("near_dup_perms", cty.Number, cty.NumberIntVal(100), "MinHash permutations (fewer than quality's 256: here a pair only needs to be found, not measured finely)."),
+	param("near_dup_bands", cty.Number, cty.NumberIntVal(20), "LSH bands."),
+	param("near_dup_rows", cty.Number, cty.NumberIntVal(5), "Rows per band; 20 x 5 finds 97% of pairs at Jaccard 0.7 (BigCode's 25 x 10 finds 51%)."),
+	param("near_dup_roles", cty.List(cty.String), strList("user", "assistant"), "Chat records: roles whose content is compared."),
 }
 
 type config struct {
@@ -65,7 +65,7 @@ var Definition = &stages.Definition{
 	Name:    "split",
 	Version: "1",
 	Doc:     doc,
-	Spec:    specOf(params),
+	Spec:    stages.ParamSpec(params),
 	Inputs: []stages.InputSpec{{
 		Name: "records", Required: true, List: true,
 		Doc: "JSONL record files or folders, any number; each one's records without `meta.source` are tagged with its name.",

@@ -6,6 +6,8 @@
 // interruptions, and copies the results into the stage's outputs.
 package train
 
+import "github.com/pipeml/pipe/stages"
+
 var doc = `Fine-tune a Qwen2 model with LoRA on a quantised base
 
 Tokenises the ` + "`train`" + ` and ` + "`eval`" + ` records with the model's tokenizer
@@ -50,4 +52,4 @@ hold timings and are not.
 
 ## Parameters
 
-` + docOf(params)
+` + stages.ParamDoc(params)

@@ -33,7 +33,7 @@ var Definition = &stages.Definition{
 	Name:    "train",
 	Version: "1",
 	Doc:     doc,
-	Spec:    specOf(params),
+	Spec:    stages.ParamSpec(params),
 	Inputs: []stages.InputSpec{
 		{Name: "train", Required: true, List: true, Doc: "Training records (JSONL files), e.g. the split stage's `train` output."},
 		{Name: "eval", List: true, Doc: "Evaluation records (JSONL files), e.g. the split stage's `eval` output. Without them there is no evaluation and no early stopping; the best adapter is the last."},

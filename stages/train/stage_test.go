@@ -50,8 +50,8 @@ func TestSpecDefaults(t *testing.T) {
 		t.Errorf("defaults differ from the original pipeline's: %+v", c)
 	}
 	for _, p := range params {
-		if !strings.Contains(Definition.Doc, "`"+p.name+"`") {
-			t.Errorf("Doc does not document %s", p.name)
+		if !strings.Contains(Definition.Doc, "`"+p.Name+"`") {
+			t.Errorf("Doc does not document %s", p.Name)
 		}
 	}
 }
