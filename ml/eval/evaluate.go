@@ -14,6 +14,7 @@ import (
 	"github.com/gomlx/compute/dtypes"
 
 	"github.com/pipeml/pipe/artifacts"
+	"github.com/pipeml/pipe/ml/checkpoint"
 	"github.com/pipeml/pipe/ml/qwen2"
 )
 
@@ -315,7 +316,8 @@ func Evaluate(ctx context.Context, opts Options) (*Report, error) {
 	load := func(lc *qwen2.LoRAConfig) error {
 		t0 := time.Now()
 		var err error
-		if m, err = qwen2.Load(opts.BaseDir, opts.ModelOptions); err != nil {
+		cacheDir, _ := checkpoint.DefaultCacheDir()
+		if m, _, err = qwen2.LoadCached(ctx, opts.BaseDir, opts.ModelOptions, cacheDir); err != nil {
 			return err
 		}
 		if lc != nil {

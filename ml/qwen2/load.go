@@ -1,9 +1,16 @@
 package qwen2
 
 import (
+	"context"
+	"encoding/hex"
 	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
 
 	"github.com/pipeml/pipe/ml/checkpoint"
+	"github.com/pipeml/pipe/ml/quant"
+	"github.com/zeebo/blake3"
 )
 
 // ConfigFromCheckpoint converts a Hugging Face config to the network's
@@ -80,4 +87,83 @@ func Load(dir string, opts Options) (*Model, error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+// LoadCached is Load with the quantised base kept in cacheDir, so that
+// quantising happens once per checkpoint and scheme: the first load writes
+// the quantised linear weights there (package quant's file, written to a
+// temporary name and renamed, so a crash leaves no half entry) and later
+// loads read them instead of quantising again. An entry is named by the
+// scheme and each weight file's name, size and modification time, so a
+// changed checkpoint gets a new one. It reports whether the entry was
+// reused. Without quantisation, or with cacheDir "", it is Load.
+func LoadCached(ctx context.Context, dir string, opts Options, cacheDir string) (*Model, bool, error) {
+	if opts.Quantization == QuantNone || opts.Quantization == "" || cacheDir == "" {
+		m, err := Load(dir, opts)
+		return m, false, err
+	}
+	key, err := quantCacheKey(dir, opts.Quantization)
+	if err != nil {
+		return nil, false, err
+	}
+	ck, err := checkpoint.Open(dir)
+	if err != nil {
+		return nil, false, err
+	}
+	defer ck.Close()
+	cfg, err := ConfigFromCheckpoint(ck.Config)
+	if err != nil {
+		return nil, false, fmt.Errorf("%s/config.json: %v", dir, err)
+	}
+	path := filepath.Join(cacheDir, "quantized", key+".safetensors")
+	ws, _, err := quant.ReadFile(path)
+	hit := err == nil
+	if !hit {
+		if ws, err = quant.QuantizeModel(ctx, ck, quant.Scheme(opts.Quantization)); err != nil {
+			return nil, false, err
+		}
+		if err := writeQuantized(path, ws, dir); err != nil {
+			return nil, false, err
+		}
+	}
+	m, err := New(cfg, opts)
+	if err != nil {
+		return nil, false, err
+	}
+	if err := m.LoadBase(WithQuantized(CheckpointSource(ck), ws), 0); err != nil {
+		return nil, false, err
+	}
+	return m, hit, nil
+}
+
+// quantCacheKey names the cached quantised base of the checkpoint in dir.
+func quantCacheKey(dir string, q Quantization) (string, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "*.safetensors"))
+	if err != nil || len(files) == 0 {
+		return "", fmt.Errorf("%s: no safetensors files", dir)
+	}
+	sort.Strings(files)
+	h := blake3.New()
+	fmt.Fprintf(h, "quantized-base v1\x00%s\x00", q)
+	for _, f := range files {
+		fi, err := os.Stat(f)
+		if err != nil {
+			return "", err
+		}
+		abs, _ := filepath.Abs(f)
+		fmt.Fprintf(h, "%s\x00%d\x00%d\x00", abs, fi.Size(), fi.ModTime().UnixNano())
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16]), nil
+}
+
+func writeQuantized(path string, ws []*quant.Weight, source string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	tmp := fmt.Sprintf("%s.tmp%d", path, os.Getpid())
+	if err := quant.WriteFile(tmp, ws, map[string]string{"source": source}); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, path)
 }

@@ -227,12 +227,19 @@ func (s *stage) Run(ctx context.Context, env *stages.Env) error {
 		dtype = dtypes.Float32
 	}
 	quant, _ := qwen2.ParseQuantization(c.Quantization)
-	m, err := qwen2.Load(modelDir, qwen2.Options{
+	// The quantised base is kept in the user cache folder, so later runs
+	// (and the eval stage) skip quantising the same checkpoint again.
+	cacheDir, _ := checkpoint.DefaultCacheDir()
+	m, reused, err := qwen2.LoadCached(ctx, modelDir, qwen2.Options{
 		DType: dtype, Quantization: quant, GradientCheckpointing: c.GradientCheckpointing, LossChunk: c.LossChunk,
-	})
+	}, cacheDir)
 	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w: %v", mltrain.ErrInterrupted, err)
+		}
 		return err
 	}
+	log.Info("base model loaded", "quantization", c.Quantization, "quantized_base_reused", reused)
 	if err := m.AddLoRA(c.loraConfig(), uint64(c.Seed)); err != nil {
 		return err
 	}
