@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/hcl/v2/hcldec"
 	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/pipeml/pipe/stages"
+	"github.com/pipeml/pipe/stages/stagestest"
 	"github.com/zclconf/go-cty/cty"
 )
 
@@ -22,19 +23,7 @@ import (
 // the stage, as the engine does.
 func decode(t *testing.T, src string) *Stage {
 	t.Helper()
-	f, diags := hclparse.NewParser().ParseHCL([]byte(src), "test.hcl")
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	v, diags := hcldec.Decode(f.Body, Definition.Spec, nil)
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	st, diags := Definition.New(v)
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	return st.(*Stage)
+	return stagestest.Decode(t, Definition, src).(*Stage)
 }
 
 // run runs st over the logs paths and returns its records and report.

@@ -11,10 +11,9 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/hashicorp/hcl/v2/hcldec"
-	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/pipeml/pipe/artifacts"
 	"github.com/pipeml/pipe/stages"
+	"github.com/pipeml/pipe/stages/stagestest"
 	"github.com/pipeml/pipe/tokenizer"
 )
 
@@ -24,19 +23,7 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 // kind's own Spec, as the engine does.
 func decode(t testing.TB, src string) *Stage {
 	t.Helper()
-	f, diags := hclparse.NewParser().ParseHCL([]byte(src), "test.hcl")
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	v, diags := hcldec.Decode(f.Body, Definition.Spec, nil)
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	st, diags := Definition.New(v)
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	return st.(*Stage)
+	return stagestest.Decode(t, Definition, src).(*Stage)
 }
 
 // newEnv returns an env for one run over repos in a fresh folder.

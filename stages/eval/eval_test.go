@@ -14,28 +14,19 @@ import (
 	"github.com/gomlx/compute/dtypes"
 	_ "github.com/gomlx/compute/gobackend"
 	"github.com/hashicorp/hcl/v2"
-	"github.com/hashicorp/hcl/v2/hcldec"
-	"github.com/hashicorp/hcl/v2/hclparse"
 
 	"github.com/pipeml/pipe/artifacts"
 	"github.com/pipeml/pipe/ml/checkpoint"
 	mleval "github.com/pipeml/pipe/ml/eval"
 	"github.com/pipeml/pipe/ml/qwen2"
 	"github.com/pipeml/pipe/stages"
+	"github.com/pipeml/pipe/stages/stagestest"
 	"github.com/pipeml/pipe/tokenizer"
 )
 
 func decode(t testing.TB, src string) (*Stage, hcl.Diagnostics) {
 	t.Helper()
-	f, diags := hclparse.NewParser().ParseHCL([]byte(src), "test.hcl")
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	v, diags := hcldec.Decode(f.Body, Definition.Spec, nil)
-	if diags.HasErrors() {
-		return nil, diags
-	}
-	st, diags := Definition.New(v)
+	st, diags := stagestest.TryDecode(Definition, src)
 	if diags.HasErrors() {
 		return nil, diags
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/pipeml/pipe/artifacts"
 	"github.com/pipeml/pipe/stages"
+	"github.com/pipeml/pipe/stages/stagestest"
 	"github.com/pipeml/pipe/tokenizer"
 )
 
@@ -28,19 +29,7 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 func decode(t testing.TB, src string) *Stage {
 	t.Helper()
-	f, diags := hclparse.NewParser().ParseHCL([]byte(src), "test.hcl")
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	v, diags := hcldec.Decode(f.Body, Definition.Spec, nil)
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	st, diags := Definition.New(v)
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	return st.(*Stage)
+	return stagestest.Decode(t, Definition, src).(*Stage)
 }
 
 func newEnv(t testing.TB, inputs ...string) *stages.Env {

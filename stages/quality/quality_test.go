@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/pipeml/pipe/artifacts"
 	"github.com/pipeml/pipe/stages"
+	"github.com/pipeml/pipe/stages/stagestest"
 	"github.com/pipeml/pipe/tokenizer"
 )
 
@@ -27,19 +28,7 @@ var update = flag.Bool("update", false, "rewrite the golden files")
 // the engine does.
 func decode(t testing.TB, src string) *stage {
 	t.Helper()
-	f, diags := hclsyntax.ParseConfig([]byte(src), "test.hcl", hcl.InitialPos)
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	val, diags := hcldec.Decode(f.Body, Definition.Spec, nil)
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	st, diags := Definition.New(val)
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	return st.(*stage)
+	return stagestest.Decode(t, Definition, src).(*stage)
 }
 
 // run runs s on inputs and returns its outputs by name.

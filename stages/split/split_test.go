@@ -13,30 +13,16 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/hashicorp/hcl/v2"
-	"github.com/hashicorp/hcl/v2/hcldec"
-	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/pipeml/pipe/artifacts"
 	"github.com/pipeml/pipe/stages"
+	"github.com/pipeml/pipe/stages/stagestest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
 
 func decode(t testing.TB, src string) *stage {
 	t.Helper()
-	f, diags := hclsyntax.ParseConfig([]byte(src), "test.hcl", hcl.InitialPos)
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	val, diags := hcldec.Decode(f.Body, Definition.Spec, nil)
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	st, diags := Definition.New(val)
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	return st.(*stage)
+	return stagestest.Decode(t, Definition, src).(*stage)
 }
 
 func run(t testing.TB, s *stage, par int, inputs ...string) map[string][]byte {

@@ -20,24 +20,13 @@ import (
 	"github.com/pipeml/pipe/ml/tensorboard"
 	mltrain "github.com/pipeml/pipe/ml/train"
 	"github.com/pipeml/pipe/stages"
+	"github.com/pipeml/pipe/stages/stagestest"
 	"github.com/pipeml/pipe/tokenizer"
 )
 
 func decode(t *testing.T, src string) stages.Stage {
 	t.Helper()
-	f, diags := hclsyntax.ParseConfig([]byte(src), "pipeline.hcl", hcl.InitialPos)
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	v, diags := hcldec.Decode(f.Body, Definition.Spec, nil)
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	st, diags := Definition.New(v)
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	return st
+	return stagestest.Decode(t, Definition, src)
 }
 
 func TestSpecDefaults(t *testing.T) {
