@@ -280,13 +280,7 @@ func newStage(v cty.Value) (stages.Stage, hcl.Diagnostics) {
 // tokenizer loads, once, the `tokenizer` input folder or else the
 // default Qwen2.5 tokenizer.
 func (s *Stage) tokenizer(env *stages.Env) (tokenCounter, error) {
-	s.tokOnce.Do(func() {
-		if p := env.Paths("tokenizer"); len(p) > 0 {
-			s.tok, s.tokErr = tokenizer.Load(p[0])
-		} else {
-			s.tok, s.tokErr = tokenizer.Default()
-		}
-	})
+	s.tokOnce.Do(func() { s.tok, s.tokErr = tokenizer.LoadInput(env.Paths("tokenizer")) })
 	return s.tok, s.tokErr
 }
 

@@ -129,13 +129,7 @@ func newStage(v cty.Value) (stages.Stage, hcl.Diagnostics) {
 }
 
 func (s *Stage) tokenizer(env *stages.Env) (*tokenizer.Tokenizer, error) {
-	s.tokOnce.Do(func() {
-		if p := env.Paths("tokenizer"); len(p) > 0 {
-			s.tok, s.tokErr = tokenizer.Load(p[0])
-		} else {
-			s.tok, s.tokErr = tokenizer.Default()
-		}
-	})
+	s.tokOnce.Do(func() { s.tok, s.tokErr = tokenizer.LoadInput(env.Paths("tokenizer")) })
 	return s.tok, s.tokErr
 }
 

@@ -1,5 +1,8 @@
 package tokenizer
 
+// Helpers for stage kinds that count tokens: the cache-key parts of the
+// default tokenizer, and the tokenizer a `tokenizer` input names.
+
 import (
 	"errors"
 	"io/fs"
@@ -28,4 +31,13 @@ func DefaultKeyParts() (map[string]string, error) {
 		parts["tokenizer/"+name] = string(d)
 	}
 	return parts, nil
+}
+
+// LoadInput loads the tokenizer a stage's optional `tokenizer` input names
+// (its first path), or the default one when the input is not set.
+func LoadInput(paths []string) (*Tokenizer, error) {
+	if len(paths) > 0 {
+		return Load(paths[0])
+	}
+	return Default()
 }
