@@ -67,7 +67,10 @@ func tokenizerOrSkip(t *testing.T) *tokenizer.Tokenizer {
 	t.Helper()
 	dir := tokenizer.DefaultDir()
 	if _, err := os.Stat(filepath.Join(dir, "tokenizer.json")); err != nil {
-		t.Skipf("no Qwen2.5 tokenizer in %s (run `go tool task deps`)", dir)
+		if testing.Short() {
+			t.Skipf("no Qwen2.5 tokenizer in %s (run `go tool task deps`)", dir)
+		}
+		t.Fatalf("no Qwen2.5 tokenizer in %s (run `go tool task deps`)", dir)
 	}
 	tok, err := tokenizer.Load(dir)
 	if err != nil {
