@@ -9,6 +9,7 @@ import (
 	"github.com/gomlx/compute/shapes"
 	G "github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/ml/layers/attention"
+	"github.com/gomlx/gomlx/ml/model"
 )
 
 // Batch is the input of one forward pass, as graph nodes. All are int32
@@ -44,14 +45,17 @@ func (m *Model) Hidden(b Batch) *G.Node {
 		positions = G.Iota(g, shapes.Make(dtypes.Int32, batchSize, seqLen), 1)
 	}
 	cos, sin := m.rotary(positions)
-	att := m.trainingAttention(g, b.Segments, batchSize, seqLen)
+	p := &pass{att: m.trainingAttention(g, b.Segments, batchSize, seqLen), remat: m.Options.GradientCheckpointing}
+	if m.lora != nil && m.lora.Dropout > 0 && m.Store.IsTraining(g) {
+		p.dropout = m.dropoutKey(g)
+	}
 
 	x := m.embed(b.Tokens)
 	for i := range cfg.NumLayers {
 		if m.Options.GradientCheckpointing {
 			x = x.Checkpoint()
 		}
-		x = m.layer(i, x, cos, sin, att, nil)
+		x = m.layer(i, x, cos, sin, p, nil)
 	}
 	if m.Options.GradientCheckpointing {
 		x = x.StopCheckpoint()
@@ -125,6 +129,49 @@ func applyRotary(x, cos, sin *G.Node) *G.Node {
 	return G.Add(G.Mul(x, cos), G.Mul(rot, sin))
 }
 
+// pass is what the layers of one forward pass share.
+type pass struct {
+	att attentionSpec
+	// remat is set when the pass is gradient-checkpointed. A layer's frozen
+	// weights are then dequantised, and its dropout masks drawn, from
+	// nodes tied to the layer's input (anchored), so that GoMLX's
+	// rematerialisation recomputes them in the backward pass. Otherwise
+	// they depend only on variables and the backward pass would keep every
+	// layer's dequantised weights and masks alive from the forward pass:
+	// for the 3B model about 5.5 GB of bfloat16 weights and 3 GB of masks.
+	remat bool
+	// dropout is the RNG state that LoRA dropout keys are split from, nil
+	// when dropout is off (not training, or rate 0).
+	dropout *G.Node
+}
+
+// anchored returns v tied to the layer input x when the pass is
+// checkpointed: SchedulingBarrier makes v's value depend on x (an
+// identity on v), which marks it and what is computed from it for
+// rematerialisation; StopGradient keeps autodiff from following the tie.
+func (p *pass) anchored(v, x *G.Node) *G.Node {
+	if p == nil || !p.remat {
+		return v
+	}
+	return G.StopGradient(G.SchedulingBarrier(v, x))
+}
+
+// dropoutKey splits the Store's RNG state: the state variable advances
+// once per graph execution and the returned state seeds this pass's
+// dropout masks.
+func (m *Model) dropoutKey(g *G.Graph) *G.Node {
+	v := m.Store.GetVariable(model.JoinPath("/", model.RNGStateVariableName))
+	if v == nil || !v.HasValue() {
+		if err := m.Store.ResetRNGState(); err != nil {
+			panic(err)
+		}
+		v = m.Store.GetVariable(model.JoinPath("/", model.RNGStateVariableName))
+	}
+	next, key := G.RNGStateSplit(v.NodeValue(g))
+	v.SetNodeValue(next)
+	return key
+}
+
 // attentionSpec says how a layer attends.
 type attentionSpec struct {
 	fused bool
@@ -176,33 +223,33 @@ type kvState struct {
 
 // layer is one decoder layer. With kv non-nil (generation) the layer
 // writes its keys/values into kv and attends over the whole cache.
-func (m *Model) layer(i int, x, cos, sin *G.Node, att attentionSpec, kv *kvState) *G.Node {
+func (m *Model) layer(i int, x, cos, sin *G.Node, p *pass, kv *kvState) *G.Node {
 	g := x.Graph()
 	l := layerName(i)
 	h := m.rmsNorm(x, m.base[l+".input_layernorm.weight"].node(g))
-	h = m.selfAttention(i, h, cos, sin, att, kv)
+	h = m.selfAttention(i, h, cos, sin, p, kv)
 	x = G.Add(x, h)
 	h = m.rmsNorm(x, m.base[l+".post_attention_layernorm.weight"].node(g))
-	h = m.mlp(i, h)
+	h = m.mlp(i, h, p)
 	return G.Add(x, h)
 }
 
 // mlp is SwiGLU: down(silu(gate(x)) * up(x)).
-func (m *Model) mlp(i int, x *G.Node) *G.Node {
-	gate := m.linear(i, ProjGate, x)
-	up := m.linear(i, ProjUp, x)
+func (m *Model) mlp(i int, x *G.Node, p *pass) *G.Node {
+	gate := m.linear(i, ProjGate, x, p)
+	up := m.linear(i, ProjUp, x, p)
 	act := G.Mul(gate, G.Sigmoid(gate))
-	return m.linear(i, ProjDown, G.Mul(act, up))
+	return m.linear(i, ProjDown, G.Mul(act, up), p)
 }
 
 // selfAttention is grouped-query attention with rotary embeddings.
-func (m *Model) selfAttention(i int, x, cos, sin *G.Node, att attentionSpec, kv *kvState) *G.Node {
+func (m *Model) selfAttention(i int, x, cos, sin *G.Node, p *pass, kv *kvState) *G.Node {
 	cfg := m.Config
 	dims := x.Shape().Dimensions
 	bs, s := dims[0], dims[1]
-	q := G.Reshape(m.linear(i, ProjQ, x), bs, s, cfg.NumHeads, cfg.HeadDim)
-	k := G.Reshape(m.linear(i, ProjK, x), bs, s, cfg.NumKVHeads, cfg.HeadDim)
-	v := G.Reshape(m.linear(i, ProjV, x), bs, s, cfg.NumKVHeads, cfg.HeadDim)
+	q := G.Reshape(m.linear(i, ProjQ, x, p), bs, s, cfg.NumHeads, cfg.HeadDim)
+	k := G.Reshape(m.linear(i, ProjK, x, p), bs, s, cfg.NumKVHeads, cfg.HeadDim)
+	v := G.Reshape(m.linear(i, ProjV, x, p), bs, s, cfg.NumKVHeads, cfg.HeadDim)
 	q = applyRotary(q, cos, sin)
 	k = applyRotary(k, cos, sin)
 	if kv != nil {
@@ -211,6 +258,7 @@ func (m *Model) selfAttention(i int, x, cos, sin *G.Node, att attentionSpec, kv 
 		k, v = kv.k, kv.v
 	}
 	scale := 1 / math.Sqrt(float64(cfg.HeadDim))
+	att := p.att
 	var out *G.Node
 	if att.fused {
 		out, _ = attention.Core(q, k, v, attention.LayoutBSHD, attention.CoreOptions{
@@ -222,7 +270,7 @@ func (m *Model) selfAttention(i int, x, cos, sin *G.Node, att attentionSpec, kv 
 		out = plainAttention(q, k, v, att.mask, scale)
 	}
 	out = G.Reshape(out, bs, s, cfg.NumHeads*cfg.HeadDim)
-	return m.linear(i, ProjO, out)
+	return m.linear(i, ProjO, out, p)
 }
 
 // plainAttention computes softmax(q·kᵀ·scale masked)·v with float32 scores
@@ -247,27 +295,33 @@ func plainAttention(q, k, v, mask *G.Node, scale float64) *G.Node {
 
 // linear applies projection proj of layer i to x [..., in]: the frozen
 // (dequantised) weight, its bias if any, and the LoRA adapter if any.
-func (m *Model) linear(i int, proj string, x *G.Node) *G.Node {
+func (m *Model) linear(i int, proj string, x *G.Node, p *pass) *G.Node {
 	g := x.Graph()
 	module := projModule(i, proj)
-	w := m.base[module+".weight"].node(g) // [out, in]
+	w := m.base[module+".weight"].anchoredNode(g, p, x) // [out, in]
 	y := G.Dot(x, w).General([]int{x.Rank() - 1}, nil, []int{1}, nil)
 	if b := m.base[module+".bias"]; b != nil {
 		y = G.Add(y, leading(b.node(g), y.Rank()))
 	}
 	if pair := m.loraVars[module]; pair != nil {
-		y = G.Add(y, m.loraDelta(pair, x))
+		y = G.Add(y, m.loraDelta(pair, x, p))
 	}
 	return y
 }
 
 // loraDelta is B·A·dropout(x)·scaling in the compute dtype.
-func (m *Model) loraDelta(pair *loraPair, x *G.Node) *G.Node {
+// Each call draws its mask from its own key, split off the pass's stream;
+// under checkpointing the key is anchored to x, so the backward pass
+// draws the same mask again instead of keeping it.
+func (m *Model) loraDelta(pair *loraPair, x *G.Node, p *pass) *G.Node {
 	g := x.Graph()
 	dtype := x.DType()
-	if p := m.lora.Dropout; p > 0 && m.Store.IsTraining(g) {
-		keep := G.GreaterOrEqual(m.Store.RandomUniform(g, shapes.Make(dtype, x.Shape().Dimensions...)), G.Scalar(g, dtype, p))
-		x = G.Where(keep, G.DivScalar(x, 1-p), G.ZerosLike(x))
+	if rate := m.lora.Dropout; rate > 0 && p != nil && p.dropout != nil {
+		var key *G.Node
+		p.dropout, key = G.RNGStateSplit(p.dropout)
+		_, u := G.RandomUniform(p.anchored(key, x), shapes.Make(dtype, x.Shape().Dimensions...))
+		keep := G.GreaterOrEqual(u, G.Scalar(g, dtype, rate))
+		x = G.Where(keep, G.DivScalar(x, 1-rate), G.ZerosLike(x))
 	}
 	a := G.ConvertDType(pair.A.NodeValue(g), dtype) // [r, in]
 	b := G.ConvertDType(pair.B.NodeValue(g), dtype) // [out, r]

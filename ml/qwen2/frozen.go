@@ -84,12 +84,19 @@ func (ht *hostTensor) register(store *model.Store) (*frozenTensor, error) {
 // right here (package quant's graph functions), so that XLA can fuse the
 // dequantisation with its consumer.
 func (ft *frozenTensor) node(g *G.Graph) *G.Node {
+	return ft.anchoredNode(g, nil, nil)
+}
+
+// anchoredNode is node with the stored parts tied to x as p.anchored
+// says, so that a checkpointed pass dequantises again in the backward
+// pass rather than keeping the dequantised weight alive.
+func (ft *frozenTensor) anchoredNode(g *G.Graph, p *pass, x *G.Node) *G.Node {
 	if ft.quant == QuantNone {
 		return ft.vars[0].NodeValue(g)
 	}
 	parts := make(map[string]*G.Node, len(ft.vars))
 	for _, v := range ft.vars {
-		parts[v.Name()] = v.NodeValue(g)
+		parts[v.Name()] = p.anchored(v.NodeValue(g), x)
 	}
 	w, err := quant.Dequantize(quant.Scheme(ft.quant), parts, ft.dtype)
 	if err != nil {

@@ -147,12 +147,12 @@ func (gen *Generator) runPrefill(prompt []int32, capacity int) ([]float32, []*te
 			g := tokens.Graph()
 			positions := G.Iota(g, shapes.Make(dtypes.Int32, 1, n), 1)
 			cos, sin := m.rotary(positions)
-			att := attentionSpec{mask: G.InsertAxes(G.LowerTriangular(g, n), 0)}
+			p := &pass{att: attentionSpec{mask: G.InsertAxes(G.LowerTriangular(g, n), 0)}}
 			x := m.embed(tokens)
 			outs := []*G.Node{nil}
 			for i := range m.Config.NumLayers {
 				kv := &kvState{write: func(_, update *G.Node) *G.Node { return update }}
-				x = m.layer(i, x, cos, sin, att, kv)
+				x = m.layer(i, x, cos, sin, p, kv)
 				pad := []compute.PadAxis{{}, {End: capacity - n}, {}, {}}
 				zero := G.Scalar(g, kv.k.DType(), 0)
 				outs = append(outs, G.Pad(kv.k, zero, pad...), G.Pad(kv.v, zero, pad...))
@@ -187,7 +187,7 @@ func (gen *Generator) runStep(tok int32, pos int, caches []*tensors.Tensor, capa
 			g := token.Graph()
 			cos, sin := m.rotary(G.Reshape(position, 1, 1))
 			slots := G.Iota(g, shapes.Make(dtypes.Int32, 1, 1, capacity), 2)
-			att := attentionSpec{mask: G.LessOrEqual(slots, position)} // [1,1,T]
+			p := &pass{att: attentionSpec{mask: G.LessOrEqual(slots, position)}} // [1,1,T]
 			here := G.Reshape(G.Equal(G.Iota(g, shapes.Make(dtypes.Int32, capacity), 0), position), 1, capacity, 1, 1)
 			x := m.embed(token)
 			outs := []*G.Node{nil}
@@ -198,7 +198,7 @@ func (gen *Generator) runStep(tok int32, pos int, caches []*tensors.Tensor, capa
 						return G.Where(G.BroadcastToShape(here, cache.Shape()), G.BroadcastToShape(update, cache.Shape()), cache)
 					},
 				}
-				x = m.layer(i, x, cos, sin, att, kv)
+				x = m.layer(i, x, cos, sin, p, kv)
 				outs = append(outs, kv.k, kv.v)
 			}
 			h := m.rmsNorm(x, m.base["model.norm.weight"].node(g))

@@ -1,6 +1,7 @@
 package qwen2
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -157,33 +158,58 @@ func TestBFloat16PlainPath(t *testing.T) {
 }
 
 // TestGradientCheckpointingSameGradients checks that per-layer
-// checkpointing changes neither the loss nor the LoRA gradients.
+// checkpointing changes neither the loss nor the LoRA gradients, with a
+// plain and a quantised base and with LoRA dropout on in a training
+// graph: under checkpointing the backward pass dequantises the weights
+// and draws the dropout masks again, and must get the same ones.
 func TestGradientCheckpointingSameGradients(t *testing.T) {
 	backend := testBackend(t)
 	b := packedBatch(16, 2, tinyConfig.VocabSize, 6)
-	var losses []float32
-	var grads [][][]float32
-	for _, ckpt := range []bool{false, true} {
-		m := randomModel(t, tinyConfig, Options{DType: dtypes.Float32, GradientCheckpointing: ckpt}, 5)
-		if err := m.AddLoRA(LoRAConfig{Rank: 4, Alpha: 8}, 2); err != nil {
-			t.Fatal(err)
-		}
-		for _, v := range m.TrainableVariables() {
-			vals := tensors.MustCopyFlatData[float32](v.MustValue())
-			for i := range vals {
-				vals[i] += 0.03
+	for _, c := range []struct {
+		quant    Quantization
+		dropout  float64
+		training bool
+	}{{QuantNone, 0, false}, {QuantInt8, 0.3, true}, {QuantNF4, 0.3, true}} {
+		t.Run(fmt.Sprintf("%s-dropout%v", c.quant, c.dropout), func(t *testing.T) {
+			var losses []float32
+			var grads [][][]float32
+			for _, ckpt := range []bool{false, true} {
+				m := randomModel(t, tinyConfig, Options{DType: dtypes.Float32, Quantization: c.quant, GradientCheckpointing: ckpt}, 5)
+				if err := m.AddLoRA(LoRAConfig{Rank: 4, Alpha: 8, Dropout: c.dropout}, 2); err != nil {
+					t.Fatal(err)
+				}
+				for _, v := range m.TrainableVariables() {
+					vals := tensors.MustCopyFlatData[float32](v.MustValue())
+					for i := range vals {
+						vals[i] += 0.03
+					}
+					v.MustSetValue(tensors.FromFlatDataAndDimensions(vals, v.Shape().Dimensions...))
+				}
+				if err := m.Store.SetRNGStateFromSeed(42); err != nil {
+					t.Fatal(err)
+				}
+				res, err := lossGradExec(t, backend, m, c.training, true).Exec(b.tokens, b.positions, b.segments, b.targets, b.weights)
+				if err != nil {
+					t.Fatal(err)
+				}
+				losses = append(losses, tensors.ToScalar[float32](res[0]))
+				var g [][]float32
+				for _, r := range res[2:] {
+					g = append(g, tensors.MustCopyFlatData[float32](r))
+				}
+				grads = append(grads, g)
 			}
-			v.MustSetValue(tensors.FromFlatDataAndDimensions(vals, v.Shape().Dimensions...))
-		}
-		_, l, g := forwardAndGrads(t, backend, m, b)
-		losses, grads = append(losses, l), append(grads, g)
-	}
-	if losses[0] != losses[1] {
-		t.Errorf("loss %v with checkpointing, %v without", losses[1], losses[0])
-	}
-	for i := range grads[0] {
-		if r := relErr(grads[1][i], grads[0][i]); r > 1e-6 {
-			t.Errorf("gradient %d: relative error %.3g with checkpointing", i, r)
-		}
+			if losses[0] != losses[1] {
+				t.Errorf("loss %v with checkpointing, %v without", losses[1], losses[0])
+			}
+			if len(grads[0]) == 0 || len(grads[0]) != len(grads[1]) {
+				t.Fatalf("%d and %d gradients", len(grads[0]), len(grads[1]))
+			}
+			for i := range grads[0] {
+				if r := relErr(grads[1][i], grads[0][i]); r > 1e-6 {
+					t.Errorf("gradient %d: relative error %.3g with checkpointing", i, r)
+				}
+			}
+		})
 	}
 }

@@ -15,6 +15,7 @@ package train
 
 import (
 	"encoding/json"
+	"flag"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -28,7 +29,20 @@ import (
 	"github.com/gomlx/compute/dtypes"
 	_ "github.com/gomlx/go-xla/compute/xla"
 	"github.com/pipeml/pipe/ml/qwen2"
+	"k8s.io/klog/v2"
 )
+
+// BENCH_KLOG_V=1 turns on go-xla's compile log, which gives each
+// program's compile time and XLA's static memory needs (arguments,
+// outputs, aliases, temporaries): the footprint the allocator must hold
+// at the program's peak, comparable with torch's max_memory_allocated.
+func init() {
+	if v := os.Getenv("BENCH_KLOG_V"); v != "" {
+		fs := flag.NewFlagSet("klog", flag.ContinueOnError)
+		klog.InitFlags(fs)
+		_ = fs.Set("v", v)
+	}
+}
 
 // randomBase yields normal(0, 0.02) weights (windows of one shared pool
 // of normal samples, at a different offset for each tensor: the step's
@@ -110,6 +124,15 @@ func TestGPUTrainStep(t *testing.T) {
 			HeadDim: 16, RopeTheta: 1e6, RMSNormEps: 1e-6, TieWordEmbeddings: true, AttentionBias: true}
 		dtype = dtypes.Float32
 	}
+	// BENCH_LAYERS keeps the first layers only (shorter compilation, for
+	// A/B measurements of a layer's cost); BENCH_DROPOUT sets LoRA dropout.
+	if l := envInt("BENCH_LAYERS", 0); l > 0 {
+		cfg.NumLayers = l
+	}
+	dropout := 0.05
+	if v, err := strconv.ParseFloat(os.Getenv("BENCH_DROPOUT"), 64); err == nil {
+		dropout = v
+	}
 	t0 := time.Now()
 	m, err := qwen2.New(cfg, qwen2.Options{DType: dtype, Quantization: quant, GradientCheckpointing: ckpt})
 	if err != nil {
@@ -118,7 +141,7 @@ func TestGPUTrainStep(t *testing.T) {
 	if err := m.LoadBase(randomBase{cfg}, 0); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.AddLoRA(qwen2.LoRAConfig{Rank: 32, Alpha: 64, Dropout: 0.05}, 1); err != nil {
+	if err := m.AddLoRA(qwen2.LoRAConfig{Rank: 32, Alpha: 64, Dropout: dropout}, 1); err != nil {
 		t.Fatal(err)
 	}
 	load := time.Since(t0)
@@ -144,7 +167,7 @@ func TestGPUTrainStep(t *testing.T) {
 		exs = append(exs, ex)
 	}
 	batches := Pack(exs, seq, 1)[:steps*accum]
-	name := fmt.Sprintf("%s-ckpt%v-packed%v", quant, ckpt, packed)
+	name := fmt.Sprintf("%s-ckpt%v-packed%v-l%d-d%v", quant, ckpt, packed, cfg.NumLayers, dropout)
 	run := filepath.Join(out, "run-"+name)
 	os.RemoveAll(run)
 	rep, err := Train(t.Context(), Options{
@@ -189,7 +212,7 @@ func TestGPUTrainStep(t *testing.T) {
 		"steps": rep.Steps, "tokens_per_s_mean": mean, "tokens_per_s_median": tps[len(tps)/2],
 		"peak_gpu_memory_gib_nvidia_smi": float64(rep.PeakMemory) / (1 << 30),
 		"load_quantise_s":                load.Seconds(), "train_s": rep.TrainSeconds, "losses": losses,
-		"base_bytes": m.BaseBytes(), "backend": choice.Config,
+		"base_bytes": m.BaseBytes(), "backend": choice.Config, "layers": cfg.NumLayers, "dropout": dropout,
 	}
 	b, _ := json.MarshalIndent(res, "", "  ")
 	t.Logf("result %s", b)
