@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -261,8 +263,27 @@ func checkCache(t *testing.T, dir string) {
 	})
 }
 
+// processEnds waits until process pid is gone (or a zombie) and reports
+// whether it went within d.
+func processEnds(pid int, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return true
+		}
+		// The state follows the parenthesised command name.
+		if i := bytes.LastIndexByte(b, ')'); i > 0 && i+2 < len(b) && (b[i+2] == 'Z' || b[i+2] == 'X') {
+			return true
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return false
+}
+
 // TestKillMidStage: a pipe run killed with SIGKILL while a stage runs
-// leaves a consistent cache, and the next run completes.
+// leaves a consistent cache and no running stage program (on Linux), and
+// the next run completes.
 func TestKillMidStage(t *testing.T) {
 	dir := t.TempDir()
 	writeFiles(t, dir, map[string]string{"pipeline.hcl": slowStage, "in.txt": "x", "slow": ""})
@@ -275,9 +296,12 @@ func TestKillMidStage(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd.Wait()
-	// The orphaned stage process is in its own process group; stop it.
 	if b, err := os.ReadFile(filepath.Join(dir, "pid")); err == nil {
 		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+			if runtime.GOOS == "linux" && !processEnds(pid, 10*time.Second) {
+				t.Errorf("stage program %d still runs after pipe was killed", pid)
+			}
+			// Elsewhere the orphan is in its own process group; stop it.
 			syscall.Kill(-pid, syscall.SIGKILL)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -289,7 +290,7 @@ func (s *Stage) runProgram(ctx context.Context, env *stages.Env, prog string, ar
 	for _, k := range sortedKeys(vars) {
 		cmd.Env = append(cmd.Env, k+"="+vars[k])
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = procAttr()
 	cmd.Cancel = func() error {
 		// The whole process group, so that a shell's children stop too.
 		return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
@@ -306,6 +307,9 @@ func (s *Stage) runProgram(ctx context.Context, env *stages.Env, prog string, ar
 	tail := newTail(40, 8<<10)
 	var wg sync.WaitGroup
 	wg.Go(func() { tail.copyLines(pr, env) })
+	// The parent-death signal (procAttr) is tied to this OS thread.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	err = cmd.Start()
 	pw.Close()
 	if err == nil {
