@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -262,5 +263,54 @@ func TestFolderDigestSkipsVCSAndWorkspace(t *testing.T) {
 	write("sub/.gitignore", "*.o")
 	if d := digest(); d == d0 {
 		t.Error("a new file did not change the folder digest")
+	}
+}
+
+// TestStatMemoPrunesDeletedFiles: hashing a folder drops the memo entries
+// of its files that are gone, keeps those of files it still has, and
+// leaves alone entries under folders the walk skips.
+func TestStatMemoPrunesDeletedFiles(t *testing.T) {
+	dir := t.TempDir()
+	root := filepath.Join(dir, "data")
+	old := time.Now().Add(-time.Hour)
+	for _, name := range []string{"a", "b", "sub/c", ".git/HEAD", "skip/d"} {
+		p := filepath.Join(root, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		os.WriteFile(p, []byte(name), 0o644)
+		os.Chtimes(p, old, old)
+	}
+	m := LoadStatMemo(filepath.Join(dir, "memo"))
+	m.SkipDirs = []string{filepath.Join(root, "skip")}
+	// Entries the walk never records, put there by hashing the files alone.
+	for _, name := range []string{".git/HEAD", "skip/d"} {
+		if _, _, err := m.HashFile(filepath.Join(root, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := m.HashPaths(t.Context(), []string{root}, 2); err != nil {
+		t.Fatal(err)
+	}
+	if len(m.m) != 5 {
+		t.Fatalf("memo holds %d entries, want 5", len(m.m))
+	}
+	os.Remove(filepath.Join(root, "b"))
+	os.RemoveAll(filepath.Join(root, "sub"))
+	if _, err := m.HashPaths(t.Context(), []string{root}, 2); err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for k := range m.m {
+		rel, _ := filepath.Rel(root, k)
+		keys = append(keys, rel)
+	}
+	sort.Strings(keys)
+	if got, want := strings.Join(keys, " "), ".git/HEAD a skip/d"; got != want {
+		t.Errorf("memo after deletions: %s, want %s", got, want)
+	}
+	if err := m.Save(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(LoadStatMemo(filepath.Join(dir, "memo")).m); n != 3 {
+		t.Errorf("saved memo holds %d entries, want 3", n)
 	}
 }

@@ -360,8 +360,60 @@ func (s *StatMemo) HashPaths(ctx context.Context, paths []string, parallel int) 
 			return nil, fmt.Errorf("%s: %v", out[i].Path, err)
 		}
 		out[i].Digest, out[i].Size = d, m.Size()
+		s.prune(out[i].Path, m)
 	}
 	return out, nil
+}
+
+// prune drops the memo's entries for files under folder root that its
+// walk no longer found (deleted or renamed files), leaving alone what the
+// walk does not look into (SkipDirs, version-control folders). It first
+// counts, so that the usual case, nothing gone, allocates nothing.
+func (s *StatMemo) prune(root string, m *artifacts.Manifest) {
+	prefix := root + string(filepath.Separator)
+	walked := func(k string) bool {
+		if !strings.HasPrefix(k, prefix) {
+			return false
+		}
+		for _, d := range s.SkipDirs {
+			if k == d || strings.HasPrefix(k, d+string(filepath.Separator)) {
+				return false
+			}
+		}
+		rest := k[len(prefix)-1:] // from the separator on
+		if !strings.Contains(rest, string(filepath.Separator)+".") {
+			return true // the version-control folders' names start with a dot
+		}
+		for name := range vcsDirs {
+			if strings.Contains(rest, string(filepath.Separator)+name+string(filepath.Separator)) {
+				return false
+			}
+		}
+		return true
+	}
+	s.mu.RLock()
+	n := 0
+	for k := range s.m {
+		if walked(k) {
+			n++
+		}
+	}
+	s.mu.RUnlock()
+	if n <= len(m.Entries) {
+		return
+	}
+	found := make(map[string]bool, len(m.Entries))
+	for _, e := range m.Entries {
+		found[prefix+filepath.FromSlash(e.Path)] = true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k := range s.m {
+		if walked(k) && !found[k] {
+			delete(s.m, k)
+			s.dirty, s.rewrite = true, true
+		}
+	}
 }
 
 // miss is a file whose digest the memo does not know.
