@@ -36,11 +36,22 @@ type GenerateOptions struct {
 	NoCache bool
 }
 
-// bucket is the granularity of prompt and cache lengths, so that a few
-// compiled graphs serve all lengths.
-const bucket = 64
-
-func roundUp(n, m int) int { return (n + m - 1) / m * m }
+// bucketLen is the padded length of prompts and KV caches: the smallest
+// of 64, 96, 128, 192, 256, 384, ... (two sizes an octave) that holds n.
+// Each distinct length is a compiled program (tens of seconds for a 3B
+// model on a GPU), so lengths grow geometrically: an evaluation over
+// prompts of up to 4,000 tokens compiles at most 14 prefill programs,
+// padding a prompt by at most half its length.
+func bucketLen(n int) int {
+	for b := 64; ; b *= 2 {
+		if n <= b {
+			return b
+		}
+		if n <= b*3/2 {
+			return b * 3 / 2
+		}
+	}
+}
 
 // Generator decodes with a Model on one backend. It caches the compiled
 // graphs (one per prompt bucket and cache size). Not safe for concurrent use.
@@ -83,7 +94,7 @@ func (gen *Generator) Generate(prompt []int32, opts GenerateOptions) ([]int32, e
 		}
 		return out, nil
 	}
-	capacity := roundUp(len(prompt)+opts.MaxNewTokens, bucket)
+	capacity := bucketLen(len(prompt) + opts.MaxNewTokens)
 	logits, caches, err := gen.runPrefill(prompt, capacity)
 	if err != nil {
 		return nil, err
@@ -106,7 +117,7 @@ func (gen *Generator) Generate(prompt []int32, opts GenerateOptions) ([]int32, e
 // fullLast runs the whole (padded) sequence and returns the logits after
 // its last real token.
 func (gen *Generator) fullLast(seq []int32) ([]float32, error) {
-	n := roundUp(len(seq), bucket)
+	n := bucketLen(len(seq))
 	e := gen.full[n]
 	if e == nil {
 		var err error
@@ -137,7 +148,7 @@ func (m *Model) lastLogits(h, last *G.Node) *G.Node {
 // runPrefill fills the cache with the prompt and returns the logits after it.
 func (gen *Generator) runPrefill(prompt []int32, capacity int) ([]float32, []*tensors.Tensor, error) {
 	m := gen.m
-	n := roundUp(len(prompt), bucket)
+	n := bucketLen(len(prompt))
 	key := [2]int{n, capacity}
 	e := gen.prefill[key]
 	if e == nil {

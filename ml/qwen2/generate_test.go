@@ -13,7 +13,7 @@ func TestGenerateCacheEqualsNoCache(t *testing.T) {
 	backend := testBackend(t)
 	m := randomModel(t, tinyConfig, Options{DType: dtypes.Float32}, 11)
 	gen := m.NewGenerator(backend)
-	prompt := make([]int32, 60) // 60 + 10 new tokens crosses the 64-token bucket
+	prompt := make([]int32, 60) // 60 + 10 new tokens crosses the 64-token bucket into the 96-token one
 	for i := range prompt {
 		prompt[i] = int32((i*37 + 5) % tinyConfig.VocabSize)
 	}
@@ -42,6 +42,31 @@ func TestGenerateCacheEqualsNoCache(t *testing.T) {
 		}
 		if i := slices.Index(cached, cached[3]); !slices.Equal(stopped, cached[:i+1]) {
 			t.Errorf("stop token %d: got %v from %v", cached[3], stopped, cached)
+		}
+	}
+}
+
+func TestBucketLen(t *testing.T) {
+	prev, distinct := 0, 0
+	for n := 1; n <= 4096; n++ {
+		b := bucketLen(n)
+		if b < n || b < prev {
+			t.Fatalf("bucketLen(%d) = %d (previous %d)", n, b, prev)
+		}
+		if n > 64 && b > n*3/2+1 {
+			t.Errorf("bucketLen(%d) = %d pads more than half", n, b)
+		}
+		if b != prev {
+			distinct++
+		}
+		prev = b
+	}
+	if distinct > 14 {
+		t.Errorf("%d distinct lengths up to 4096", distinct)
+	}
+	for n, want := range map[int]int{1: 64, 64: 64, 65: 96, 96: 96, 97: 128, 129: 192, 3600: 4096, 3000: 3072} {
+		if got := bucketLen(n); got != want {
+			t.Errorf("bucketLen(%d) = %d, want %d", n, got, want)
 		}
 	}
 }
