@@ -24,6 +24,11 @@ run_go() { # quant ckpt packed layers dropout timeout
   for f in "$dump"/*memory-usage-report*; do
     [ -f "$f" ] && { echo "=== $name $(basename "$f")"; head -c 1500000 "$f"; } >> "$OUT/memreports.txt"
   done
+  # The first run's optimised step program, for reading offline.
+  if [ ! -f "$OUT/step-hlo.txt.gz" ]; then
+    f=$(ls -S "$dump"/*after_optimizations.txt 2>/dev/null | head -1)
+    [ -n "$f" ] && gzip -c "$f" | head -c 15000000 > "$OUT/step-hlo.txt.gz"
+  fi
 }
 left() { echo $(( 540 - ($(date +%s) - start) )); }
 # BENCH_RUNS lists the runs in order: "hf" for the baseline, or
