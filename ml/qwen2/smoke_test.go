@@ -213,3 +213,44 @@ func TestGradientCheckpointingSameGradients(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckpointingRecomputesDequantAndDropout checks the graph that
+// checkpointing builds: the backward pass dequantises every quantised
+// weight again and draws every LoRA dropout mask again, rather than
+// keeping the forward pass's copies alive (which, for the 3B model, would
+// hold every layer's bfloat16 weights and masks at once).
+func TestCheckpointingRecomputesDequantAndDropout(t *testing.T) {
+	backend := testBackend(t)
+	b := packedBatch(16, 2, tinyConfig.VocabSize, 6)
+	count := func(ckpt bool) (dequant, draws, modules int) {
+		m := randomModel(t, tinyConfig, Options{DType: dtypes.Float32, Quantization: QuantInt8, GradientCheckpointing: ckpt}, 5)
+		if err := m.AddLoRA(LoRAConfig{Rank: 4, Alpha: 8, Dropout: 0.1}, 2); err != nil {
+			t.Fatal(err)
+		}
+		_, g, err := lossGradExec(t, backend, m, true, true).ExecWithGraph(b.tokens, b.positions, b.segments, b.targets, b.weights)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range g.Nodes() {
+			switch n.Type() {
+			case G.NodeTypeConvertDType:
+				if in := n.Inputs(); len(in) == 1 && in[0].DType() == dtypes.Int8 {
+					dequant++
+				}
+			case G.NodeTypeRNGBitGenerator:
+				draws++
+			}
+		}
+		return dequant, draws, len(m.loraVars)
+	}
+	dq0, rng0, k := count(false)
+	dq1, rng1, _ := count(true)
+	if dq0 == 0 || dq1 != 2*dq0 {
+		t.Errorf("int8 dequantisations: %d without checkpointing, %d with; want twice as many", dq0, dq1)
+	}
+	// One split of the Store's state, then per LoRA module a key split and
+	// a mask draw; checkpointing adds a second draw per module.
+	if rng0 != 1+2*k || rng1 != rng0+k {
+		t.Errorf("RNG ops: %d without checkpointing, %d with, for %d LoRA modules; want %d and %d", rng0, rng1, k, 1+2*k, 1+3*k)
+	}
+}
