@@ -22,7 +22,7 @@ var params = []stages.Param{
 	param("offline", cty.Bool, cty.False, "Never download the base model; use the Hugging Face cache only (also `HF_HUB_OFFLINE=1`)."),
 	param("quantization", cty.String, str("int8"), "Storage of the frozen base's linear weights on the device: `\"int8\"` (production), `\"nf4\"` (development, least memory) or `\"none\"`."),
 	param("dtype", cty.String, str("auto"), "Compute dtype: `\"bfloat16\"`, `\"float32\"`, or `\"auto\"` (bfloat16 on a GPU, float32 on the CPU)."),
-	param("gradient_checkpointing", cty.Bool, cty.True, "Recompute each layer's activations in the backward pass (less memory, a little slower)."),
+	param("gradient_checkpointing", cty.Bool, cty.True, "Recompute each layer's activations, dequantised weights and dropout masks in the backward pass instead of keeping them (much less memory, a little slower)."),
 	param("lora_r", cty.Number, i64(32), "LoRA rank."),
 	param("lora_alpha", cty.Number, i64(64), "LoRA alpha (the update is scaled by alpha/r)."),
 	param("lora_dropout", cty.Number, num(0.05), "Dropout on the LoRA input."),
