@@ -70,7 +70,18 @@ func (m *Model) chunkedLogSumExp(h *G.Node, wantGrad bool) (lse, softmaxW *G.Nod
 	var runMax, runSum, runGrad *G.Node
 	for start := 0; start < vocab; start += chunk {
 		end := min(start+chunk, vocab)
-		wc := G.SliceAxis(head, 0, G.AxisRange(start, end))                                          // [C, H]
+		wc := G.SliceAxis(head, 0, G.AxisRange(start, end)) // [C, H]
+		if runMax != nil {
+			// Chunk i starts only once chunk i-1 is reduced: left free,
+			// XLA's scheduler runs the chunks' matmuls side by side and
+			// holds nearly all [N, V] logits at once (2.2 GB of the 3B
+			// step's 14.3 GB at 3600 tokens, measured on an H100).
+			deps := []*G.Node{runSum}
+			if runGrad != nil {
+				deps = append(deps, runGrad)
+			}
+			wc = G.SchedulingBarrier(wc, deps...)
+		}
 		logits := G.Dot(h, wc).WithOutputDType(dtypes.Float32).General([]int{1}, nil, []int{1}, nil) // [N, C]
 		logits = G.StopGradient(logits)
 		cMax := G.ReduceMax(logits, -1)

@@ -68,3 +68,30 @@ func TestChunkedLossMatchesNaive(t *testing.T) {
 	}
 	t.Logf("loss %v vs %v; worst gradient relative error %.3g over %d variables", c, n, worst, k)
 }
+
+// TestLossChunksRunOneAfterAnother checks that each vocabulary chunk's
+// logits wait for the previous chunk's reduction (a scheduling barrier per
+// chunk after the first), so that XLA cannot hold every chunk's logits at
+// once: with chunk 30 and vocabulary 97, four chunks and three barriers.
+func TestLossChunksRunOneAfterAnother(t *testing.T) {
+	backend := testBackend(t)
+	m := randomModel(t, tinyConfig, Options{DType: dtypes.Float32, LossChunk: 30}, 2)
+	if err := m.AddLoRA(LoRAConfig{Rank: 4, Alpha: 8}, 5); err != nil {
+		t.Fatal(err)
+	}
+	b := packedBatch(12, 2, tinyConfig.VocabSize, 9)
+	_, g, err := lossGradExec(t, backend, m, true, true).ExecWithGraph(b.tokens, b.positions, b.segments, b.targets, b.weights)
+	if err != nil {
+		t.Fatal(err)
+	}
+	barriers := 0
+	for _, n := range g.Nodes() {
+		if n.Type() == G.NodeTypeSchedulingBarrier {
+			barriers++
+		}
+	}
+	chunks := (tinyConfig.VocabSize + 29) / 30
+	if barriers != chunks-1 {
+		t.Errorf("%d scheduling barriers in the loss graph, want %d (one per chunk after the first)", barriers, chunks-1)
+	}
+}
