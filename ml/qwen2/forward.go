@@ -45,7 +45,7 @@ func (m *Model) Hidden(b Batch) *G.Node {
 		positions = G.Iota(g, shapes.Make(dtypes.Int32, batchSize, seqLen), 1)
 	}
 	cos, sin := m.rotary(positions)
-	p := &pass{att: m.trainingAttention(g, b.Segments, batchSize, seqLen), remat: m.Options.GradientCheckpointing}
+	p := &pass{att: m.trainingAttention(g, b.Segments, batchSize, seqLen), remat: m.Options.GradientCheckpointing, lora: m.lora != nil}
 	if m.lora != nil && m.lora.Dropout > 0 && m.Store.IsTraining(g) {
 		p.dropout = m.dropoutKey(g)
 	}
@@ -55,6 +55,7 @@ func (m *Model) Hidden(b Batch) *G.Node {
 		if m.Options.GradientCheckpointing {
 			x = x.Checkpoint()
 		}
+		x = p.fenceLayer(x)
 		x = m.layer(i, x, cos, sin, p, nil)
 	}
 	if m.Options.GradientCheckpointing {
@@ -140,9 +141,61 @@ type pass struct {
 	// layer's dequantised weights and masks alive from the forward pass:
 	// for the 3B model about 5.5 GB of bfloat16 weights and 3 GB of masks.
 	remat bool
+	// lora is set when the model has LoRA adapters: layers are then fenced
+	// (see fenceLayer).
+	lora bool
 	// dropout is the RNG state that LoRA dropout keys are split from, nil
 	// when dropout is off (not training, or rate 0).
 	dropout *G.Node
+	// fence is the current layer's gradient fence (see fenceLayer).
+	fence *gradFence
+}
+
+// gradFence holds, during the backward pass, the gradients of one layer's
+// LoRA weights.
+type gradFence struct{ grads []*G.Node }
+
+// fenceLayer makes the gradient that leaves a layer through its input x
+// wait for the gradients of that layer's LoRA weights (a SchedulingBarrier
+// in the backward pass; the forward value is x unchanged).
+//
+// Without it XLA is free to compute every LoRA weight gradient at the end
+// of the step, next to the optimiser, and it does: on an H100 it deferred
+// them and fused them horizontally across all 36 layers, which kept each
+// layer's MLP and attention gradients (3 x bf16[3600,11008] and the
+// attention's dq/dk/dv, about 300 MB a layer) alive until the end, some
+// 10 GB in all. With the fence a layer's activation gradients die inside
+// its own backward step, as they do in PyTorch.
+//
+// GoMLX differentiates nodes in reverse creation order, so the weights'
+// gradient hooks (created later, inside the layer, by loraWeight) have run
+// and recorded their gradients by the time this node's hook runs.
+func (p *pass) fenceLayer(x *G.Node) *G.Node {
+	if p == nil || !p.lora {
+		return x
+	}
+	f := &gradFence{}
+	p.fence = f
+	return G.IdentityWithCustomGradient(x, func(_, v *G.Node) *G.Node {
+		if len(f.grads) == 0 {
+			return v
+		}
+		return G.SchedulingBarrier(v, f.grads...)
+	})
+}
+
+// loraWeight returns the value of a LoRA weight variable for this pass;
+// its gradient is recorded in the current layer's fence.
+func (p *pass) loraWeight(g *G.Graph, v *model.Variable) *G.Node {
+	n := v.NodeValue(g)
+	if p == nil || p.fence == nil {
+		return n
+	}
+	f := p.fence
+	return G.IdentityWithCustomGradient(n, func(_, grad *G.Node) *G.Node {
+		f.grads = append(f.grads, grad)
+		return grad
+	})
 }
 
 // anchored returns v tied to the layer input x when the pass is
@@ -323,8 +376,8 @@ func (m *Model) loraDelta(pair *loraPair, x *G.Node, p *pass) *G.Node {
 		keep := G.GreaterOrEqual(u, G.Scalar(g, dtype, rate))
 		x = G.Where(keep, G.DivScalar(x, 1-rate), G.ZerosLike(x))
 	}
-	a := G.ConvertDType(pair.A.NodeValue(g), dtype) // [r, in]
-	b := G.ConvertDType(pair.B.NodeValue(g), dtype) // [out, r]
+	a := G.ConvertDType(p.loraWeight(g, pair.A), dtype) // [r, in]
+	b := G.ConvertDType(p.loraWeight(g, pair.B), dtype) // [out, r]
 	ax := G.Dot(x, a).General([]int{x.Rank() - 1}, nil, []int{1}, nil)
 	bax := G.Dot(ax, b).General([]int{ax.Rank() - 1}, nil, []int{1}, nil)
 	return G.MulScalar(bax, m.lora.Scaling())

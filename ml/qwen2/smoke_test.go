@@ -254,3 +254,64 @@ func TestCheckpointingRecomputesDequantAndDropout(t *testing.T) {
 		t.Errorf("RNG ops: %d without checkpointing, %d with, for %d LoRA modules; want %d and %d", rng0, rng1, k, 1+2*k, 1+3*k)
 	}
 }
+
+// TestLayerGradientsFenced checks that the backward pass cannot put off a
+// layer's LoRA weight gradients: every LoRA gradient of layer 0 depends
+// on every LoRA gradient of layer 1 (through the fence on layer 1's input
+// gradient). Without the fence they are independent, and XLA computed
+// all of them at the end of the step, holding every layer's activation
+// gradients until then.
+func TestLayerGradientsFenced(t *testing.T) {
+	backend := testBackend(t)
+	b := packedBatch(16, 2, tinyConfig.VocabSize, 6)
+	for _, ckpt := range []bool{false, true} {
+		m := randomModel(t, tinyConfig, Options{DType: dtypes.Float32, Quantization: QuantInt8, GradientCheckpointing: ckpt}, 5)
+		if err := m.AddLoRA(LoRAConfig{Rank: 4, Alpha: 8, Dropout: 0.1}, 2); err != nil {
+			t.Fatal(err)
+		}
+		vars := m.TrainableVariables()
+		perLayer := len(vars) / tinyConfig.NumLayers
+		var grads []*G.Node
+		exec, err := model.NewExec(backend, m.Store, func(_ *model.Scope, in []*G.Node) []*G.Node {
+			g := in[0].Graph()
+			m.Store.SetTraining(g, true)
+			l, _ := m.Loss(Batch{Tokens: in[0], Positions: in[1], Segments: in[2]}, in[3], in[4])
+			nodes := make([]*G.Node, len(vars))
+			for i, v := range vars {
+				nodes[i] = v.NodeValue(g)
+			}
+			grads = G.Gradient(l, nodes...)
+			return grads
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := exec.Exec(b.tokens, b.positions, b.segments, b.targets, b.weights); err != nil {
+			t.Fatal(err)
+		}
+		for _, g0 := range grads[:perLayer] {
+			reach := ancestors(g0)
+			for j, g1 := range grads[perLayer : 2*perLayer] {
+				if !reach[g1.Id()] {
+					t.Errorf("checkpointing=%v: layer 0's gradient does not wait for layer 1's gradient of %s", ckpt, vars[perLayer+j].Name())
+				}
+			}
+		}
+	}
+}
+
+// ancestors returns the ids of n and every node it is computed from.
+func ancestors(n *G.Node) map[G.NodeId]bool {
+	seen := map[G.NodeId]bool{}
+	stack := []*G.Node{n}
+	for len(stack) > 0 {
+		x := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if seen[x.Id()] {
+			continue
+		}
+		seen[x.Id()] = true
+		stack = append(stack, x.Inputs()...)
+	}
+	return seen
+}
