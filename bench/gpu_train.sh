@@ -29,6 +29,9 @@ run_go() { # quant ckpt packed layers dropout timeout
     f=$(ls -S "$dump"/*after_optimizations.txt 2>/dev/null | head -1)
     [ -n "$f" ] && gzip -c "$f" | head -c 15000000 > "$OUT/step-hlo.txt.gz"
   fi
+  # What the schedule keeps alive at its peak (bench/hlo_peak.py).
+  f=$(ls -S "$dump"/*after_optimizations.txt 2>/dev/null | head -1)
+  [ -n "$f" ] && { echo "=== $name"; timeout 30 python3 bench/hlo_peak.py "$f" | head -22; } >> "$OUT/peak.txt" 2>&1
 }
 # BENCH_BUDGET: seconds the whole call may take (the device tool allows 600).
 left() { echo $(( ${BENCH_BUDGET:-540} - ($(date +%s) - start) )); }
@@ -70,5 +73,6 @@ for m in re.finditer(r"\{.*?\n\}", txt, re.S):
         r["peak_gpu_memory_gib_nvidia_smi"], r["load_quantise_s"]))
 PY
 tail -c 1500 "$OUT/check.txt"
+cut -c1-160 "$OUT/peak.txt" 2>/dev/null | grep -A4 "^===" 
 # XLA's static memory needs of each compiled program (go-xla's compile log).
 grep -h "Memory usage\|Compiled in" "$OUT/go.txt" | cut -c1-400
