@@ -40,6 +40,18 @@
 // with m.Store.SetTraining(g, true) and draws from the Store's RNG
 // (m.Store.SetRNGStateFromSeed).
 //
+// Training memory. Three things keep XLA from holding more than one
+// layer's worth of backward-pass buffers at a time, each found in the
+// scheduled program of the 3B step on an H100 (bench/hlo_peak.py reads it):
+//   - gradient checkpointing (Options.GradientCheckpointing, GoMLX's
+//     Checkpoint) with the frozen weights and dropout keys tied to the
+//     layer input, so dequantised weights and masks are recomputed rather
+//     than kept (pass.anchored);
+//   - a gradient fence per layer (pass.fenceLayer): the gradient leaving a
+//     layer waits for that layer's LoRA weight gradients, which XLA would
+//     otherwise compute for all layers at the end of the step;
+//   - the loss's vocabulary chunks chained one after another (Loss).
+//
 // GoMLX v0.28.2 notes (checked on the pure-Go backend, forward and
 // backward): Rsqrt has no gradient (the norm divides by Sqrt); the Go
 // backend lacks DynamicSlice/DynamicUpdateSlice (the KV cache is written
