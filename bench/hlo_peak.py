@@ -17,6 +17,7 @@ alive, and until when.
 import collections
 import gzip
 import re
+import signal
 import sys
 
 DTYPE_BYTES = {'bf16': 2, 'f16': 2, 'f32': 4, 'f64': 8, 's8': 1, 'u8': 1, 'pred': 1,
@@ -50,6 +51,7 @@ def entry(path):
 
 
 def main():
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # | head
     path = sys.argv[1]
     detail = sys.argv[2] if len(sys.argv) > 2 else None
     insts = []
