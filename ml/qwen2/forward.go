@@ -163,9 +163,10 @@ type gradFence struct{ grads []*G.Node }
 // of the step, next to the optimiser, and it does: on an H100 it deferred
 // them and fused them horizontally across all 36 layers, which kept each
 // layer's MLP and attention gradients (3 x bf16[3600,11008] and the
-// attention's dq/dk/dv, about 300 MB a layer) alive until the end, some
-// 10 GB in all. With the fence a layer's activation gradients die inside
-// its own backward step, as they do in PyTorch.
+// attention's dq/dk/dv, about 300 MB a layer) alive until the end. With
+// the fence a layer's activation gradients die inside its own backward
+// step, and XLA's footprint for the 3B int8 step (seq 3600, checkpointed)
+// went from 14.26 to 6.57 GiB.
 //
 // GoMLX differentiates nodes in reverse creation order, so the weights'
 // gradient hooks (created later, inside the layer, by loraWeight) have run
