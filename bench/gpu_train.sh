@@ -24,14 +24,12 @@ run_go() { # quant ckpt packed layers dropout timeout
   for f in "$dump"/*memory-usage-report*; do
     [ -f "$f" ] && { echo "=== $name $(basename "$f")"; head -c 1500000 "$f"; } >> "$OUT/memreports.txt"
   done
+  local f; f=$(ls -S "$dump"/*after_optimizations.txt 2>/dev/null | head -1)
+  [ -n "$f" ] || return 0
   # The first run's optimised step program, for reading offline.
-  if [ ! -f "$OUT/step-hlo.txt.gz" ]; then
-    f=$(ls -S "$dump"/*after_optimizations.txt 2>/dev/null | head -1)
-    [ -n "$f" ] && gzip -c "$f" | head -c 15000000 > "$OUT/step-hlo.txt.gz"
-  fi
+  [ -f "$OUT/step-hlo.txt.gz" ] || gzip -c "$f" | head -c 15000000 > "$OUT/step-hlo.txt.gz"
   # What the schedule keeps alive at its peak (bench/hlo_peak.py).
-  f=$(ls -S "$dump"/*after_optimizations.txt 2>/dev/null | head -1)
-  [ -n "$f" ] && { echo "=== $name"; timeout 30 python3 bench/hlo_peak.py "$f" | head -22; } >> "$OUT/peak.txt" 2>&1
+  { echo "=== $name"; timeout 30 python3 bench/hlo_peak.py "$f" | head -22; } >> "$OUT/peak.txt" 2>&1
 }
 # BENCH_BUDGET: seconds the whole call may take (the device tool allows 600).
 left() { echo $(( ${BENCH_BUDGET:-540} - ($(date +%s) - start) )); }
