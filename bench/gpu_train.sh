@@ -9,6 +9,8 @@ export GOMLX_NO_AUTO_INSTALL=1 GOPJRT_CUDA_CHECKS=0 PYTHONUNBUFFERED=1 PIPE_GPU_
 OUT=${OUT:-/tmp/out}
 W=/tmp/bench
 mkdir -p "$W" "$OUT"
+# A warm machine keeps /tmp between calls: drop the last call's results.
+rm -rf "$W"/result-*.json "$W"/run-* "$W"/xla-*
 start=$(date +%s)
 log() { echo "$(( $(date +%s) - start ))s $*" >> "$OUT/log.txt"; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >> "$OUT/log.txt"
@@ -36,20 +38,21 @@ left() { echo $(( ${BENCH_BUDGET:-540} - ($(date +%s) - start) )); }
 # BENCH_RUNS lists the runs in order: "hf" for the baseline, or
 # quant:checkpointing:packed:layers:dropout for the Go step. The baseline
 # goes first by default (about 35 s), so that it is never the run cut off.
-# Each Go run gets at most BENCH_RUN_CAP seconds (default 330) and what is
+# Each Go run gets at most BENCH_RUN_CAP seconds (default 360) and what is
 # left of the budget less 60 s for the loading checks, and is skipped when
 # that is under BENCH_MIN_RUN (default 240).
 # On an H100: loading and quantising take 3 s (int8) to 10 s (NF4).
 # Compiling the 36-layer step took 171 s on 2026-12-07 before the
-# per-layer gradient fence and over 200 s after it (the run was cut off
-# at 210 s while compiling); a step then takes about 0.4 s.
+# per-layer gradient fence and 265 s (int8) to 289 s (NF4) after it; a
+# step then takes about 0.45 s. One call fits the baseline and one
+# 36-layer run.
 export BENCH_STEPS=${BENCH_STEPS:-6} BENCH_KLOG_V=1
 for r in ${BENCH_RUNS:-hf int8:1:0:36:0.05 nf4:1:0:36:0.05}; do
   if [ "$r" = hf ]; then
     log hf; timeout 80 python3 bench/hf_peft_baseline.py > "$OUT/hf.txt" 2>&1; log "hf rc=$?"
     continue
   fi
-  t=$(( $(left) - 60 )); [ "$t" -gt "${BENCH_RUN_CAP:-330}" ] && t=${BENCH_RUN_CAP:-330}
+  t=$(( $(left) - 60 )); [ "$t" -gt "${BENCH_RUN_CAP:-360}" ] && t=${BENCH_RUN_CAP:-360}
   [ "$t" -lt "${BENCH_MIN_RUN:-240}" ] && { log "skip $r ($t s left)"; continue; }
   run_go ${r//:/ } "$t"
 done
