@@ -353,7 +353,7 @@ func (m *Model) linear(i int, proj string, x *G.Node, p *pass) *G.Node {
 	g := x.Graph()
 	module := projModule(i, proj)
 	w := m.base[module+".weight"].anchoredNode(g, p, x) // [out, in]
-	y := G.Dot(x, w).General([]int{x.Rank() - 1}, nil, []int{1}, nil)
+	y := project(x, w)
 	if b := m.base[module+".bias"]; b != nil {
 		y = G.Add(y, leading(b.node(g), y.Rank()))
 	}
@@ -361,6 +361,27 @@ func (m *Model) linear(i int, proj string, x *G.Node, p *pass) *G.Node {
 		y = G.Add(y, m.loraDelta(pair, x, p))
 	}
 	return y
+}
+
+// project multiplies x [..., in] by the frozen weight w [out, in]ᵀ in the
+// compute dtype.
+//
+// GoMLX's Dot asks for a float32 accumulator whenever the operands are
+// half precision, and its autodiff then builds the backward matmuls in
+// the accumulator's dtype: the activation gradient and the frozen weight
+// are converted to float32 and the gradient dx = dy·w runs as a float32
+// gemm. In the 3B step on an H100 that was every base matmul of the
+// backward pass (a third of the step's FLOPs) plus a float32 copy of each
+// dequantised weight. Without the setting the backward matmul is bf16 x
+// bf16 -> bf16, as in torch: the backends accumulate half-precision dots
+// in float32 anyway (cuBLAS and Triton on the GPU, a float32 output in the
+// pure-Go backend), so the forward value is unchanged.
+//
+// The LoRA matmuls keep the float32 accumulator on purpose: their
+// gradients are the trained weights' gradients, computed in float32 as
+// peft does.
+func project(x, w *G.Node) *G.Node {
+	return G.Dot(x, w).WithAccumulatorDType(dtypes.InvalidDType).General([]int{x.Rank() - 1}, nil, []int{1}, nil)
 }
 
 // loraDelta is B·A·dropout(x)·scaling in the compute dtype.
