@@ -43,9 +43,10 @@ left() { echo $(( ${BENCH_BUDGET:-540} - ($(date +%s) - start) )); }
 # that is under BENCH_MIN_RUN (default 240).
 # On an H100: loading and quantising take 3 s (int8) to 10 s (NF4).
 # Compiling the 36-layer step took 171 s on 2026-12-07 before the
-# per-layer gradient fence and 265 s (int8) to 289 s (NF4) after it; a
-# step then takes about 0.45 s. One call fits the baseline and one
-# 36-layer run.
+# per-layer gradient fence and 265 s (int8) to 289 s (NF4) after it;
+# with bf16 backward matmuls int8 took 206 s and NF4 over 310 s (cut
+# off). A step then takes about 0.35 s. One call fits the baseline and
+# one 36-layer run; give NF4 a call of its own (BENCH_RUN_CAP=520).
 export BENCH_STEPS=${BENCH_STEPS:-6} BENCH_KLOG_V=1
 for r in ${BENCH_RUNS:-hf int8:1:0:36:0.05 nf4:1:0:36:0.05}; do
   if [ "$r" = hf ]; then

@@ -52,6 +52,13 @@
 //     otherwise compute for all layers at the end of the step;
 //   - the loss's vocabulary chunks chained one after another (Loss).
 //
+// Training precision. Activations and the backward pass run in the compute
+// dtype (bf16 on the GPU) with float32 accumulation inside each matmul;
+// norms, softmax and the loss run in float32; the LoRA weights and their
+// gradients are float32. The base matmuls are built without GoMLX's
+// float32 accumulator setting (project), which would otherwise turn the
+// backward pass's dx = dy·W into float32 gemms.
+//
 // GoMLX v0.28.2 notes (checked on the pure-Go backend, forward and
 // backward): Rsqrt has no gradient (the norm divides by Sqrt); the Go
 // backend lacks DynamicSlice/DynamicUpdateSlice (the KV cache is written
