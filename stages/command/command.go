@@ -305,8 +305,11 @@ func (s *Stage) runProgram(ctx context.Context, env *stages.Env, prog string, ar
 		cmd.Stdout = stdout
 	}
 	tail := newTail(40, 8<<10)
-	var wg sync.WaitGroup
-	wg.Go(func() { tail.copyLines(pr, env) })
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		tail.copyLines(pr, env)
+	}()
 	// The parent-death signal (procAttr) is tied to this OS thread.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -319,8 +322,17 @@ func (s *Stage) runProgram(ctx context.Context, env *stages.Env, prog string, ar
 		// Children that outlive the program must not hold the pipe open.
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	}
+	// Read what is still in the pipe: closing it first lost the output
+	// of a program that wrote and exited quickly. A process that left
+	// the group can keep the write end open; stop waiting for it after
+	// pipeDrain.
+	select {
+	case <-drained:
+	case <-time.After(pipeDrain):
+		pr.Close()
+		<-drained
+	}
 	pr.Close()
-	wg.Wait()
 	if err != nil {
 		if ctx.Err() != nil {
 			return context.Cause(ctx)
@@ -333,6 +345,10 @@ func (s *Stage) runProgram(ctx context.Context, env *stages.Env, prog string, ar
 	}
 	return nil
 }
+
+// pipeDrain bounds the wait for the output pipe to reach its end after the
+// program's process group is gone.
+const pipeDrain = 2 * time.Second
 
 func (s *Stage) diag(summary, detail string, env *stages.Env) error {
 	return hcl.Diagnostics{{Severity: hcl.DiagError, Summary: summary, Detail: detail, Subject: env.Range.Ptr()}}

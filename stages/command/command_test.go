@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -118,6 +119,28 @@ outputs = { x = "file" }
 	d := diags[0].Detail
 	if !strings.Contains(d, "exit status 3") || !strings.Contains(d, "oops") || !strings.Contains(d, "line 100") || strings.Contains(d, "line 1\n") {
 		t.Errorf("detail lacks the bounded output tail:\n%s", d)
+	}
+}
+
+// TestCommandFailureEscapedChild: a child that left the process group
+// keeps the output pipe open; the stage still returns, with the output.
+func TestCommandFailureEscapedChild(t *testing.T) {
+	if _, err := exec.LookPath("setsid"); err != nil {
+		t.Skip("no setsid")
+	}
+	st := build(t, Definition, `
+program = "sh"
+args    = ["-c", "setsid sh -c 'echo escaped; exec sleep 8' & sleep 1; exit 3"]
+outputs = { x = "file" }
+`)
+	start := time.Now()
+	err := st.Run(t.Context(), newEnv(t))
+	if took := time.Since(start); took > 6*time.Second {
+		t.Errorf("the stage waited %v for a child outside its process group", took)
+	}
+	var diags hcl.Diagnostics
+	if !errors.As(err, &diags) || !strings.Contains(diags[0].Detail, "escaped") || !strings.Contains(diags[0].Detail, "exit status 3") {
+		t.Errorf("error %v lacks the exit status or the output", err)
 	}
 }
 
