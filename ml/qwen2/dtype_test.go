@@ -8,7 +8,6 @@ import (
 	"github.com/gomlx/compute/shapes"
 	G "github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/core/tensors"
-	"github.com/gomlx/gomlx/ml/model"
 )
 
 // TestBackwardBaseMatmulsInComputeDType checks that a bf16 model's backward
@@ -30,41 +29,23 @@ func TestBackwardBaseMatmulsInComputeDType(t *testing.T) {
 		if err := m.AddLoRA(LoRAConfig{Rank: 4, Alpha: 8, Dropout: 0.1}, 2); err != nil {
 			t.Fatal(err)
 		}
-		vars := m.TrainableVariables()
 		var f32, bf16 int
-		exec, err := model.NewExec(backend, m.Store, func(_ *model.Scope, in []*G.Node) []*G.Node {
-			g := in[0].Graph()
-			m.Store.SetTraining(g, true)
-			l, _ := m.Loss(Batch{Tokens: in[0], Positions: in[1], Segments: in[2]}, in[3], in[4])
-			nodes := make([]*G.Node, len(vars))
-			for i, v := range vars {
-				nodes[i] = v.NodeValue(g)
+		for _, n := range trainingGradients(t, backend, m, b)[0].Graph().Nodes() {
+			if n.Type() != G.NodeTypeDotGeneral {
+				continue
 			}
-			grads := G.Gradient(l, nodes...)
-			for _, n := range g.Nodes() {
-				if n.Type() != G.NodeTypeDotGeneral {
+			for _, x := range n.Inputs() {
+				s := x.Shape()
+				if s.Rank() != 2 || !weightShapes[shapes.Make(dtypes.Float32, s.Dimensions...).String()] {
 					continue
 				}
-				for _, x := range n.Inputs() {
-					s := x.Shape()
-					if s.Rank() != 2 || !weightShapes[shapes.Make(dtypes.Float32, s.Dimensions...).String()] {
-						continue
-					}
-					switch s.DType {
-					case dtypes.Float32:
-						f32++
-					case dtypes.BFloat16:
-						bf16++
-					}
+				switch s.DType {
+				case dtypes.Float32:
+					f32++
+				case dtypes.BFloat16:
+					bf16++
 				}
 			}
-			return grads
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := exec.Exec(b.tokens, b.positions, b.segments, b.targets, b.weights); err != nil {
-			t.Fatal(err)
 		}
 		// The forward pass has one bf16 matmul per projection (two with
 		// checkpointing); the backward pass adds one per projection whose

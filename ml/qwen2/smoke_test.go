@@ -271,24 +271,7 @@ func TestLayerGradientsFenced(t *testing.T) {
 		}
 		vars := m.TrainableVariables()
 		perLayer := len(vars) / tinyConfig.NumLayers
-		var grads []*G.Node
-		exec, err := model.NewExec(backend, m.Store, func(_ *model.Scope, in []*G.Node) []*G.Node {
-			g := in[0].Graph()
-			m.Store.SetTraining(g, true)
-			l, _ := m.Loss(Batch{Tokens: in[0], Positions: in[1], Segments: in[2]}, in[3], in[4])
-			nodes := make([]*G.Node, len(vars))
-			for i, v := range vars {
-				nodes[i] = v.NodeValue(g)
-			}
-			grads = G.Gradient(l, nodes...)
-			return grads
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := exec.Exec(b.tokens, b.positions, b.segments, b.targets, b.weights); err != nil {
-			t.Fatal(err)
-		}
+		grads := trainingGradients(t, backend, m, b)
 		for _, g0 := range grads[:perLayer] {
 			reach := ancestors(g0)
 			for j, g1 := range grads[perLayer : 2*perLayer] {
@@ -298,6 +281,33 @@ func TestLayerGradientsFenced(t *testing.T) {
 			}
 		}
 	}
+}
+
+// trainingGradients builds and runs once a training graph (dropout on) of
+// m's loss on b and returns the gradient nodes of m's trainable variables,
+// for tests that inspect the graph (Node.Graph).
+func trainingGradients(t *testing.T, backend compute.Backend, m *Model, b fixtureBatch) []*G.Node {
+	t.Helper()
+	vars := m.TrainableVariables()
+	var grads []*G.Node
+	exec, err := model.NewExec(backend, m.Store, func(_ *model.Scope, in []*G.Node) []*G.Node {
+		g := in[0].Graph()
+		m.Store.SetTraining(g, true)
+		l, _ := m.Loss(Batch{Tokens: in[0], Positions: in[1], Segments: in[2]}, in[3], in[4])
+		nodes := make([]*G.Node, len(vars))
+		for i, v := range vars {
+			nodes[i] = v.NodeValue(g)
+		}
+		grads = G.Gradient(l, nodes...)
+		return grads
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := exec.Exec(b.tokens, b.positions, b.segments, b.targets, b.weights); err != nil {
+		t.Fatal(err)
+	}
+	return grads
 }
 
 // ancestors returns the ids of n and every node it is computed from.
