@@ -50,11 +50,12 @@ func TestBackwardBaseMatmulsInComputeDType(t *testing.T) {
 		// The forward pass has one bf16 matmul per projection (two with
 		// checkpointing); the backward pass adds one per projection whose
 		// input needs a gradient (all but layer 0's q, k and v).
-		want := 7*tinyConfig.NumLayers - 3
+		projections := 7 * tinyConfig.NumLayers
+		forward := projections
 		if ckpt {
-			want += 7 * tinyConfig.NumLayers
+			forward *= 2
 		}
-		want += 7 * tinyConfig.NumLayers
+		want := forward + projections - 3
 		if bf16 < want || f32 != 0 {
 			t.Errorf("checkpointing=%v: matmuls by a frozen weight: %d in bf16, %d in float32; want at least %d and none",
 				ckpt, bf16, f32, want)

@@ -329,10 +329,9 @@ func (s *Stage) runProgram(ctx context.Context, env *stages.Env, prog string, ar
 	select {
 	case <-drained:
 	case <-time.After(pipeDrain):
-		pr.Close()
-		<-drained
 	}
 	pr.Close()
+	<-drained
 	if err != nil {
 		if ctx.Err() != nil {
 			return context.Cause(ctx)
